@@ -1,3 +1,5 @@
+import { notifySleepers } from './wait.ts';
+
 /**
  * The shared-memory board: one SharedArrayBuffer holding everything hardware and software share.
  *
@@ -34,6 +36,20 @@ export const HDR = {
   DEVICE_STATE: 5,
   /** Threads sleeping on SEV. */
   SEV_SLEEPERS: 6,
+  /**
+   * Wired interrupt lines (§3.18): the device bumps the line's counter and wakes sleepers each
+   * time it asserts the interrupt. A driver's "interrupt handler" waits for the count to move.
+   */
+  IRQ_GERROR: 7,
+  IRQ_EVENTQ: 8,
+  IRQ_PRIQ: 9,
+  IRQ_CMD_SYNC: 10,
+  /** Threads sleeping on an IRQ line. */
+  IRQ_SLEEPERS: 11,
+  /** Trace ring: records written so far (device), records read so far (reader), records lost. */
+  TRACE_TAIL: 12,
+  TRACE_HEAD: 13,
+  TRACE_LOST: 14,
   /** First counter word. */
   COUNTERS: 16,
 } as const;
@@ -95,7 +111,12 @@ export interface BoardConfig {
   readonly ramBase?: number;
   /** Bytes of RAM, a multiple of 64 KiB (default 64 MiB). */
   readonly ramBytes?: number;
+  /** Records in the trace ring, a power of two, or 0 for no trace (default 0). */
+  readonly traceRecords?: number;
 }
+
+/** Words per trace record (see device/trace.ts for their meaning). */
+export const TRACE_RECORD_WORDS = 8;
 
 export interface WindowLayout {
   readonly name: string;
@@ -113,6 +134,8 @@ export interface BoardLayout {
   readonly totalBytes: number;
   readonly windows: readonly WindowLayout[];
   readonly ram: { readonly base: number; readonly bytes: number; readonly offset: number };
+  /** Int32 index of the trace ring's first record, and its capacity in records (0: no trace). */
+  readonly trace: { readonly index: number; readonly records: number };
 }
 
 export const DEFAULT_RAM_BASE = 0x4000_0000;
@@ -144,6 +167,12 @@ export function planBoard(cfg: BoardConfig): BoardLayout {
     fifos.push(at / 4);
     at = alignUp(at + (FIFO.SLOTS + slots * FIFO.SLOT_WORDS) * 4, 64);
   }
+  const traceRecords = cfg.traceRecords ?? 0;
+  if (!Number.isInteger(traceRecords) || traceRecords < 0 || (traceRecords & (traceRecords - 1)) !== 0 || traceRecords > 1 << 20) {
+    throw new Error(`traceRecords ${traceRecords} must be 0 or a power of two up to 2^20`);
+  }
+  const trace = { index: at / 4, records: traceRecords };
+  at += traceRecords * TRACE_RECORD_WORDS * 4;
   at = alignUp(at, PAGE_64K);
   const windows: WindowLayout[] = [];
   cfg.windows.forEach((w, i) => {
@@ -158,7 +187,7 @@ export function planBoard(cfg: BoardConfig): BoardLayout {
   for (let i = 1; i < spans.length; i++) {
     if (spans[i]![1] < spans[i - 1]![2]) throw new Error(`${spans[i - 1]![0]} and ${spans[i]![0]} overlap in the physical address map`);
   }
-  return { totalBytes: at + ramBytes, windows, ram: { base: ramBase, bytes: ramBytes, offset: at } };
+  return { totalBytes: at + ramBytes, windows, ram: { base: ramBase, bytes: ramBytes, offset: at }, trace };
 }
 
 /** Views over one board. Cheap to construct: each worker builds its own from the buffer. */
@@ -214,6 +243,12 @@ export class Board {
     return out;
   }
 
+  /** Assert a wired interrupt line: bump its count and wake its sleepers. */
+  raiseIrq(line: number): void {
+    Atomics.add(this.i32, line, 1);
+    notifySleepers(this.i32, line, HDR.IRQ_SLEEPERS);
+  }
+
   /** Bump a counter (device side). Plain add: one writer per counter. */
   count(name: CounterName, n = 1): void {
     const i = HDR.COUNTERS + COUNTER[name];
@@ -228,6 +263,7 @@ export class Board {
     Atomics.store(this.i32, HDR.STOP, 1);
     // Wake every sleeper so it sees STOP now rather than at its next slice.
     Atomics.notify(this.i32, HDR.STOP);
+    for (const line of [HDR.SEV, HDR.IRQ_GERROR, HDR.IRQ_EVENTQ, HDR.IRQ_PRIQ, HDR.IRQ_CMD_SYNC]) Atomics.notify(this.i32, line);
     for (const w of this.layout.windows) {
       for (let s = 0; s < w.fifoSlots; s++) Atomics.notify(this.i32, w.fifo + FIFO.SLOTS + s * FIFO.SLOT_WORDS);
       Atomics.notify(this.i32, w.fifo + FIFO.APPLIED);

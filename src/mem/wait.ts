@@ -19,12 +19,18 @@ export interface WaitPolicy {
   readonly spin: number;
   /** Give up after this many milliseconds. */
   readonly timeoutMs: number;
+  /**
+   * Longest single sleep (default 50 ms). A sleeper whose condition can also become true
+   * through a word it does not sleep on (a driver waiting for a CMD_SYNC MSI notices a command
+   * error in GERROR) uses a short slice.
+   */
+  readonly sliceMs?: number;
 }
 
 /** Hybrid, ~20 k polls (~130 µs) before sleeping: node-platform.md §1.6's recommendation. */
 export const DEFAULT_WAIT: WaitPolicy = Object.freeze({ mode: 'hybrid', spin: 20_000, timeoutMs: 1_000 });
 
-/** The longest single Atomics.wait slice: a sleeper re-checks its deadline at least this often. */
+/** The default longest Atomics.wait slice: a sleeper re-checks its deadline at least this often. */
 const SLICE_MS = 50;
 
 /** Raised when a wait reaches its deadline. `detail` is what the caller says it waited for. */
@@ -76,7 +82,7 @@ export function waitFor(
     // (Atomics.wait itself returns at once when the word no longer holds `seen`).
     if (sleepers >= 0) Atomics.add(i32, sleepers, 1);
     try {
-      if (!ready()) Atomics.wait(i32, index, seen, Math.min(left, SLICE_MS));
+      if (!ready()) Atomics.wait(i32, index, seen, Math.min(left, policy.sliceMs ?? SLICE_MS));
     } finally {
       if (sleepers >= 0) Atomics.sub(i32, sleepers, 1);
     }
@@ -94,7 +100,7 @@ export function parseWaitPolicy(text: string, base: WaitPolicy = DEFAULT_WAIT): 
     n = Number(spin);
     if (!/^\d+$/.test(spin) || n < 1) throw new Error(`wait policy '${text}': the spin count must be a positive integer`);
   }
-  return { mode, spin: n, timeoutMs: base.timeoutMs };
+  return { ...base, mode, spin: n };
 }
 
 /** Wake the sleepers of `i32[index]` if the counter at `sleepers` says there are any. */
