@@ -241,3 +241,29 @@ export function formatValue(v: FieldValue): string {
   if (typeof v === 'bigint') return v < 10n ? v.toString() : `0x${v.toString(16)}`;
   return v < 10 ? String(v) : `0x${v.toString(16)}`;
 }
+
+/**
+ * Mask of a field within the 32-bit word that holds it (bit `lsb & 31` up). For registers and
+ * hot paths; the field must not straddle a word boundary.
+ */
+export function mask32(f: Field): number {
+  if ((f.lsb & 31) + f.width > 32) throw new Error(`${f.name} straddles a word boundary`);
+  return (lowMask(f.width) << (f.lsb & 31)) >>> 0;
+}
+
+/** Index of the 32-bit word that holds a field (0 for bits 31:0, 1 for 63:32, …). */
+export function wordOf(f: Field): number {
+  return f.lsb >>> 5;
+}
+
+/**
+ * A field's value (shift applied) as a number, without BigInt, for address fields in hot paths.
+ * Exact below 2^53; above, the low bits round away, which never matters for deciding whether an
+ * address lies in RAM (no RAM lies that high).
+ */
+export function fieldGetNumber(words: Words, f: Field, base = 0): number {
+  const loWidth = Math.min(32, f.width);
+  let v = getBits(words, f.lsb, loWidth, base);
+  if (f.width > 32) v += getBits(words, f.lsb + 32, f.width - 32, base) * 0x1_0000_0000;
+  return v * 2 ** (f.shift ?? 0);
+}

@@ -1,0 +1,65 @@
+import { lines, OutBuffer, parse, UsageError, type Io } from './args.ts';
+import { commandDwords, commandHex, encodeCommandWords, type CommandInput } from '../spec/command-codec.ts';
+
+export const ENCODE_HELP = `usage: smmu-sim encode [--json] JSON ...
+
+Encode SMMUv3 commands (IHI0070 G.b §4). Each JSON argument is one command: its name (or
+opcode) and its fields by their spec names, the same names 'smmu-sim decode --json' prints:
+  smmu-sim encode '{"name":"CMD_TLBI_NH_VA","VMID":1,"ASID":5,"Address":"0x8d36456a6000","Leaf":1,"TG":"64K","NUM":18,"SCALE":23,"TTL":3}'
+Values may be numbers, "0x…" strings (needed above 2^53), or an enumeration's name ("64K",
+"SIG_IRQ"). Fields left out are 0. CMD_CFGI_ALL is CMD_CFGI_STE_RANGE with Range 31.
+Without arguments, one JSON command per line is read from standard input.
+
+Prints the 32 hex digits in memory order (byte 0 first) and the two 64-bit words:
+  12f0d101050001000f0b006a45368d00  0x000100050170d112:0x00008d36456a0b0f
+
+options:
+  --json       print {"hex": "...", "dwords": "0x…:0x…"} per command instead
+  -h, --help   this text
+`;
+
+function encodeLine(text: string, json: boolean, where: string): string {
+  let input: unknown;
+  try {
+    input = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`encode: ${where}not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new UsageError(`encode: ${where}expected a JSON object such as {"name":"CMD_SYNC","CS":"SIG_IRQ"}`);
+  }
+  let words: Uint32Array;
+  try {
+    words = encodeCommandWords(input as CommandInput);
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(`encode: ${where}${e.message}`);
+    throw e;
+  }
+  const hex = commandHex(words);
+  const dwords = commandDwords(words);
+  return json ? JSON.stringify({ hex, dwords }) : `${hex}  ${dwords}`;
+}
+
+export async function encodeMain(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse('encode', argv, { json: { type: 'boolean' } } as const);
+  const out = new OutBuffer(io);
+  const json = values.json === true;
+  if (positionals.length > 0) {
+    for (const p of positionals) out.line(encodeLine(p, json, ''));
+    out.flush();
+    return 0;
+  }
+  if (io.stdinIsTTY) throw new UsageError('encode: give JSON arguments or pipe one JSON command per line (see --help)');
+  let n = 0;
+  try {
+    for await (const raw of lines(io)) {
+      n++;
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      out.line(encodeLine(line, json, `line ${n}: `));
+    }
+  } finally {
+    out.flush();
+  }
+  return 0;
+}

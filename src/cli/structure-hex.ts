@@ -1,0 +1,25 @@
+import { parseHexWords } from '../spec/hex.ts';
+import { CD, L1CD, L1STD, STE, decodeStructure, formatStructure, structureToJson } from '../spec/structures.ts';
+import { EVENT_BYTES, decodeEvent, eventToJson, formatEvent } from '../spec/events.ts';
+
+export const STRUCTURE_KINDS = ['ste', 'cd', 'l1std', 'l1cd', 'event'] as const;
+export type StructureKind = (typeof STRUCTURE_KINDS)[number];
+
+const LAYOUTS = { ste: STE, cd: CD, l1std: L1STD, l1cd: L1CD } as const;
+
+/**
+ * Decode one in-memory structure given as hex. Text: the structure's name, then one indented
+ * line per non-zero field. JSON: one object. Throws a RangeError naming bad input.
+ */
+export function decodeStructureHex(kind: StructureKind, text: string, json: boolean): string {
+  if (kind === 'event') {
+    const words = parseHexWords(text, EVENT_BYTES, 'event record');
+    const d = decodeEvent(words);
+    return json ? JSON.stringify(eventToJson(d)) : formatEvent(d);
+  }
+  const layout = LAYOUTS[kind];
+  const words = parseHexWords(text, layout.bytes, layout.name);
+  const d = decodeStructure(layout, words);
+  if (json) return JSON.stringify({ structure: layout.name, ...structureToJson(d) });
+  return [layout.name, ...formatStructure(layout, d).map((l) => `  ${l}`)].join('\n');
+}

@@ -1,0 +1,526 @@
+import { HDR, type Board } from '../mem/board.ts';
+import { MmioTarget, type MmioWrite } from '../mem/mmio.ts';
+import { PhysMem } from '../mem/phys.ts';
+import type { WaitPolicy } from '../mem/wait.ts';
+import * as ring from '../ring/index.ts';
+import { coverMask, fieldGetNumber, getBits, mask32, type Field } from '../spec/bits.ts';
+import { CERROR_ILL, CERROR_NONE } from '../spec/cerror.ts';
+import { commandField, commandSpec, CS_SIG_IRQ, CS_SIG_SEV, OP } from '../spec/commands.ts';
+import type { SmmuFeatures } from '../spec/features.ts';
+import { idrFromFeatures } from '../spec/idr.ts';
+import { IMPDEF_BASE, SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
+import { checkCommand } from '../spec/legality.ts';
+import { findRegister, isPresent, modelResetValue, REG, REGISTERS, type RegisterSpec } from '../spec/registers.ts';
+import { CommandQueue, type CommandExecutor } from './cmdq.ts';
+import { EVENT_WORDS, EventOutcome, EventQueue } from './evtq.ts';
+import { TRACE_QUEUE_CMDQ, TraceWriter } from './trace.ts';
+
+/**
+ * The SMMU hardware model: the register file with its side effects, the command queue consumer
+ * and the event queue producer. It runs in its own worker (worker.ts) and talks to software only
+ * through the board: register writes arrive over the MMIO FIFO, register values, queue entries,
+ * event records and MSIs go into shared memory.
+ *
+ * Register values live in the window and only this class writes them, so a read by software is a
+ * plain load and always shows the architected value: a write to a read-only register, to RES0
+ * bits or to a Guarded register while its guard is closed changes nothing visible (§6.2, §6.3).
+ */
+
+export interface DeviceOptions {
+  readonly features: SmmuFeatures;
+  /** The register window this device serves (default 'smmu'). */
+  readonly window?: string;
+  /** How the device idles: spin on the FIFO, sleep, or spin then sleep. */
+  readonly policy: WaitPolicy;
+}
+
+const R = REG;
+/** Commands consumed before the device looks at the MMIO FIFO again. */
+const CONSUME_CHUNK = 256;
+
+function maskOf(...fields: Field[]): number {
+  let m = 0;
+  for (const f of fields) m |= mask32(f);
+  return m >>> 0;
+}
+
+/** CMD_SYNC fields, taken from the command table. */
+const SYNC = commandSpec(OP.CMD_SYNC);
+const F_CS = commandField(SYNC, 'CS')!;
+const F_MSIDATA = commandField(SYNC, 'MSIData')!;
+const F_MSIADDR = commandField(SYNC, 'MSIAddress')!;
+
+export class SmmuDevice implements CommandExecutor {
+  readonly regs: MmioTarget;
+  readonly mem: PhysMem;
+  readonly cmdq: CommandQueue;
+  readonly evtq: EventQueue;
+  private readonly trace: TraceWriter;
+  private readonly f: SmmuFeatures;
+  /** Register spec by 32-bit word of the window (undefined: no register). */
+  private readonly regAt: (RegisterSpec | undefined)[];
+  /** Writable bits per 32-bit word of the window, for plain RW storage. */
+  private readonly writable: Uint32Array;
+  private readonly cr0Mask: number;
+  private readonly irqCtrlMask: number;
+  private readonly gerrorMask: number;
+  private readonly cr2Mask: number;
+  private readonly take: MmioWrite = { off: 0, wide: false, lo: 0, hi: 0 };
+
+  constructor(readonly board: Board, readonly opts: DeviceOptions) {
+    this.f = opts.features;
+    this.regs = new MmioTarget(board, opts.window ?? 'smmu');
+    this.mem = new PhysMem(board);
+    this.trace = new TraceWriter(board);
+    this.cmdq = new CommandQueue(TRACE_QUEUE_CMDQ, 'CMDQ', this.mem, this);
+    this.evtq = new EventQueue(this.mem);
+
+    const f = this.f;
+    const c = R.SMMU_CR0.f;
+    this.cr0Mask = maskOf(c.SMMUEN, c.CMDQEN, c.EVENTQEN)
+      | (f.pri ? mask32(c.PRIQEN) : 0)
+      | (f.ats ? mask32(c.ATSCHK) : 0)
+      | (f.vmw ? mask32(c.VMW) : 0)
+      | (f.dpt ? mask32(c.DPT_WALK_EN) : 0);
+    const i = R.SMMU_IRQ_CTRL.f;
+    this.irqCtrlMask = maskOf(i.GERROR_IRQEN, i.EVENTQ_IRQEN) | (f.pri ? mask32(i.PRIQ_IRQEN) : 0);
+    const g = R.SMMU_GERROR.f;
+    this.gerrorMask = maskOf(g.CMDQ_ERR, g.EVENTQ_ABT_ERR, g.SFM_ERR)
+      | (f.pri ? mask32(g.PRIQ_ABT_ERR) : 0)
+      | (f.msi ? maskOf(g.MSI_CMDQ_ABT_ERR, g.MSI_EVENTQ_ABT_ERR, g.MSI_GERROR_ABT_ERR) : 0)
+      | (f.msi && f.pri ? mask32(g.MSI_PRIQ_ABT_ERR) : 0)
+      | (f.ecmdq ? mask32(g.CMDQP_ERR) : 0)
+      | (f.dpt ? mask32(g.DPT_ERR) : 0);
+    const c2 = R.SMMU_CR2.f;
+    this.cr2Mask = mask32(c2.RECINVSID) | (f.btm ? mask32(c2.PTM) : 0) | (f.hyp ? mask32(c2.E2H) : 0);
+
+    const words = this.regs.window.bytes >>> 2;
+    this.regAt = new Array<RegisterSpec | undefined>(words);
+    this.writable = new Uint32Array(words);
+    for (const spec of REGISTERS) {
+      if (spec.page === 'ecmdq' || spec.page === 'secure') continue;
+      if (spec.offset + spec.width / 8 > this.regs.window.bytes) continue;
+      if (!isPresent(spec, f)) continue;
+      const m = coverMask(spec.fields, spec.width / 32);
+      for (let h = 0; h < spec.width / 32; h++) {
+        this.regAt[(spec.offset >>> 2) + h] = spec;
+        this.writable[(spec.offset >>> 2) + h] = spec.access === 'RW' ? m[h]! : 0;
+      }
+    }
+    this.reset();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reset and register access
+  // -------------------------------------------------------------------------------------------
+
+  /** Load every register's reset value (§6.3: architected where given, the model's choice otherwise). */
+  reset(): void {
+    for (const spec of REGISTERS) {
+      if (spec.page === 'ecmdq' || spec.page === 'secure') continue;
+      if (spec.offset + spec.width / 8 > this.regs.window.bytes || !isPresent(spec, this.f)) continue;
+      const v = modelResetValue(spec);
+      if (spec.width === 64) {
+        const b = BigInt(v);
+        this.regs.set32(spec.offset, Number(b & 0xffff_ffffn));
+        this.regs.set32(spec.offset + 4, Number(b >> 32n));
+      } else {
+        this.regs.set32(spec.offset, Number(v));
+      }
+    }
+    const idr = idrFromFeatures(this.f);
+    this.regs.set32(R.SMMU_IDR0.offset, idr.IDR0);
+    this.regs.set32(R.SMMU_IDR1.offset, idr.IDR1);
+    this.regs.set32(R.SMMU_IDR2.offset, idr.IDR2);
+    this.regs.set32(R.SMMU_IDR3.offset, idr.IDR3);
+    this.regs.set32(R.SMMU_IDR4.offset, idr.IDR4);
+    this.regs.set32(R.SMMU_IDR5.offset, idr.IDR5);
+    this.regs.set32(R.SMMU_IIDR.offset, idr.IIDR);
+    this.regs.set32(R.SMMU_AIDR.offset, idr.AIDR);
+    if (this.f.ecmdq) this.regs.set32(R.SMMU_IDR6.offset, idr.IDR6);
+  }
+
+  private get32(off: number): number {
+    return this.regs.get32(off);
+  }
+
+  private cr0ack(field: Field): number {
+    return getBits([this.get32(R.SMMU_CR0ACK.offset)], field.lsb, field.width);
+  }
+
+  private cr0(field: Field): number {
+    return getBits([this.get32(R.SMMU_CR0.offset)], field.lsb, field.width);
+  }
+
+  /** Apply one register write as it arrives from the bus. */
+  applyWrite(w: MmioWrite): void {
+    this.board.count('MMIO_WRITES');
+    if (w.wide) {
+      const spec = this.regAt[w.off >>> 2];
+      // A 64-bit access is architected only for a 64-bit register at its own offset (§6.2); the
+      // model applies any other as two 32-bit writes (one of the permitted CONSTRAINED
+      // UNPREDICTABLE behaviours) and counts it.
+      if (spec === undefined || spec.width !== 64 || spec.offset !== w.off) this.board.count('MMIO_BAD_WIDTH');
+      this.write32(w.off, w.lo);
+      this.write32(w.off + 4, w.hi);
+    } else {
+      this.write32(w.off, w.lo);
+    }
+  }
+
+  private write32(off: number, v: number): void {
+    // The doorbell first: the hottest write of all.
+    if (off === R.SMMU_CMDQ_PROD.offset) {
+      this.regs.set32(off, v & this.writable[off >>> 2]!);
+      this.cmdq.prod = v & ring.ptrMask(19);
+      return;
+    }
+    const spec = this.regAt[off >>> 2];
+    if (spec === undefined) {
+      this.writeUnmapped(off, v);
+      return;
+    }
+    if (spec.access !== 'RW') {
+      this.board.count('MMIO_RO_WRITES');
+      return;
+    }
+    const v2 = v & this.writable[off >>> 2]!;
+    switch (spec.name) {
+      case 'SMMU_CR0':
+        return this.writeCr0(v2);
+      case 'SMMU_CR1':
+        return this.writeCr1(v2);
+      case 'SMMU_CR2':
+        if (this.cr0(R.SMMU_CR0.f.SMMUEN) === 0 && this.cr0ack(R.SMMU_CR0.f.SMMUEN) === 0) this.regs.set32(off, v & this.cr2Mask);
+        return;
+      case 'SMMU_GBPA':
+        return this.writeGbpa(v2);
+      case 'SMMU_IRQ_CTRL':
+        this.regs.set32(off, v & this.irqCtrlMask);
+        // The model takes no time to make earlier MSIs visible, so the ACK follows at once (§6.3.18).
+        this.regs.set32(R.SMMU_IRQ_CTRLACK.offset, v & this.irqCtrlMask);
+        return;
+      case 'SMMU_GERRORN':
+        return this.writeGerrorn(v & this.gerrorMask);
+      case 'SMMU_GERROR_IRQ_CFG0':
+      case 'SMMU_GERROR_IRQ_CFG1':
+      case 'SMMU_GERROR_IRQ_CFG2':
+        return this.guarded(off, v2, this.irqEnabled(R.SMMU_IRQ_CTRL.f.GERROR_IRQEN));
+      case 'SMMU_EVENTQ_IRQ_CFG0':
+      case 'SMMU_EVENTQ_IRQ_CFG1':
+      case 'SMMU_EVENTQ_IRQ_CFG2':
+        return this.guarded(off, v2, this.irqEnabled(R.SMMU_IRQ_CTRL.f.EVENTQ_IRQEN));
+      case 'SMMU_PRIQ_IRQ_CFG0':
+      case 'SMMU_PRIQ_IRQ_CFG1':
+      case 'SMMU_PRIQ_IRQ_CFG2':
+        return this.guarded(off, v2, this.irqEnabled(R.SMMU_IRQ_CTRL.f.PRIQ_IRQEN));
+      case 'SMMU_STRTAB_BASE':
+      case 'SMMU_STRTAB_BASE_CFG':
+        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.SMMUEN));
+      case 'SMMU_CMDQ_BASE':
+        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.CMDQEN));
+      case 'SMMU_CMDQ_CONS':
+        // §6.3.28: RW only while the queue is disabled. The ERR field is permitted to take the
+        // written value or ignore it: the model ignores it (ERR keeps the last reason code).
+        if (!this.enabledOrAck(R.SMMU_CR0.f.CMDQEN)) {
+          this.cmdq.cons = v & mask32(R.SMMU_CMDQ_CONS.f.RD);
+          this.publishCons(this.cmdq);
+        }
+        return;
+      case 'SMMU_EVENTQ_BASE':
+        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.EVENTQEN));
+      case 'SMMU_EVENTQ_PROD':
+        // §6.3.95: RW only while the event queue is disabled (software initialises it).
+        if (!this.enabledOrAck(R.SMMU_CR0.f.EVENTQEN)) {
+          this.regs.set32(off, v2);
+          this.evtq.prod = v2 & mask32(R.SMMU_EVENTQ_PROD.f.WR);
+          this.evtq.ovflg = getBits([v2], R.SMMU_EVENTQ_PROD.f.OVFLG.lsb, 1);
+        }
+        return;
+      case 'SMMU_EVENTQ_CONS':
+        this.regs.set32(off, v2);
+        this.evtq.cons = v2 & mask32(R.SMMU_EVENTQ_CONS.f.RD);
+        this.evtq.ovackflg = getBits([v2], R.SMMU_EVENTQ_CONS.f.OVACKFLG.lsb, 1);
+        return;
+      case 'SMMU_PRIQ_BASE':
+        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.PRIQEN));
+      case 'SMMU_PRIQ_PROD':
+        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.PRIQEN));
+      default:
+        this.regs.set32(off, v2);
+    }
+  }
+
+  /** Offsets no register table row covers: the model's IMPDEF registers, or RAZ/WI (counted). */
+  private writeUnmapped(off: number, v: number): void {
+    if (off >= SIM_REG.SIM_EVENT_DATA && off < SIM_REG.SIM_EVENT_DATA + 4 * SIM_EVENT_WORDS) {
+      this.regs.set32(off, v);
+      return;
+    }
+    if (off === SIM_REG.SIM_EVENT_GO) {
+      const rec = new Uint32Array(EVENT_WORDS);
+      for (let k = 0; k < SIM_EVENT_WORDS; k++) rec[k] = this.get32(SIM_REG.SIM_EVENT_DATA + 4 * k);
+      this.recordEvent(rec);
+      return;
+    }
+    const known = findRegister(off);
+    // Secure registers are RAZ/WI to Non-secure accesses (§6.2.1) and the page-0 aliases of the
+    // page-1 queue registers are RAZ/WI in this model: architected, not counted as unknown.
+    if (known === undefined && !(off >= IMPDEF_BASE && off < IMPDEF_BASE + 0x100)) this.board.count('MMIO_UNKNOWN_WRITES');
+  }
+
+  private guarded(off: number, v: number, closed: boolean): void {
+    // SMMUv3.2 and later IGNORE a write to a Guarded register while its guard is closed (§6.3.26).
+    if (!closed) this.regs.set32(off, v);
+  }
+
+  /** A queue/translation enable or its ACK is 1: Guarded registers are read-only. */
+  private enabledOrAck(field: Field): boolean {
+    return this.cr0(field) !== 0 || this.cr0ack(field) !== 0;
+  }
+
+  private irqEnabled(field: Field): boolean {
+    const ctrl = this.get32(R.SMMU_IRQ_CTRL.offset);
+    const ack = this.get32(R.SMMU_IRQ_CTRLACK.offset);
+    return ((ctrl | ack) & mask32(field)) !== 0;
+  }
+
+  private writeCr0(v: number): void {
+    const c = R.SMMU_CR0.f;
+    const old = this.get32(R.SMMU_CR0ACK.offset);
+    const now = v & this.cr0Mask;
+    this.regs.set32(R.SMMU_CR0.offset, now);
+    const rose = now & ~old;
+    const fell = old & ~now;
+    if (rose & mask32(c.CMDQEN)) {
+      const lo = this.get32(R.SMMU_CMDQ_BASE.offset);
+      const hi = this.get32(R.SMMU_CMDQ_BASE.offset + 4);
+      const f = R.SMMU_CMDQ_BASE.f;
+      this.cmdq.configure(fieldGetNumber([lo, hi], f.ADDR), getBits([lo], f.LOG2SIZE.lsb, f.LOG2SIZE.width), this.f.cmdqs);
+      this.cmdq.prod = this.get32(R.SMMU_CMDQ_PROD.offset) & mask32(R.SMMU_CMDQ_PROD.f.WR);
+      this.cmdq.cons = this.get32(R.SMMU_CMDQ_CONS.offset) & mask32(R.SMMU_CMDQ_CONS.f.RD);
+      this.cmdq.enabled = true;
+    }
+    // §6.3.9.3: CMDQEN 1 -> 0 completes once consumption has stopped and CONS shows the entry
+    // after the last consumed command. The consumer runs between register writes, so it has.
+    if (fell & mask32(c.CMDQEN)) this.cmdq.enabled = false;
+    if (rose & mask32(c.EVENTQEN)) {
+      const lo = this.get32(R.SMMU_EVENTQ_BASE.offset);
+      const hi = this.get32(R.SMMU_EVENTQ_BASE.offset + 4);
+      const f = R.SMMU_EVENTQ_BASE.f;
+      this.evtq.configure(fieldGetNumber([lo, hi], f.ADDR), getBits([lo], f.LOG2SIZE.lsb, f.LOG2SIZE.width), this.f.eventqs);
+      this.evtq.enabled = true;
+    }
+    if (fell & mask32(c.EVENTQEN)) this.evtq.enabled = false;
+    this.regs.set32(R.SMMU_CR0ACK.offset, now);
+  }
+
+  private writeCr1(v: number): void {
+    const c = R.SMMU_CR1.f;
+    const e = R.SMMU_CR0.f;
+    const old = this.get32(R.SMMU_CR1.offset);
+    const tableMask = maskOf(c.TABLE_SH, c.TABLE_OC, c.TABLE_IC);
+    const queueMask = maskOf(c.QUEUE_SH, c.QUEUE_OC, c.QUEUE_IC);
+    let now = old;
+    // §6.3.11: TABLE_* are Guarded by SMMUEN, QUEUE_* by every queue enable.
+    if (!this.enabledOrAck(e.SMMUEN)) now = (now & ~tableMask) | (v & tableMask);
+    if (!this.enabledOrAck(e.CMDQEN) && !this.enabledOrAck(e.EVENTQEN) && !this.enabledOrAck(e.PRIQEN)) {
+      now = (now & ~queueMask) | (v & queueMask);
+    }
+    this.regs.set32(R.SMMU_CR1.offset, now >>> 0);
+  }
+
+  private writeGbpa(v: number): void {
+    // §6.3.14: a write takes effect only with Update = 1; the model completes it at once, so
+    // Update reads 0 again by the time software can look. A write without Update is IGNORED.
+    const update = mask32(R.SMMU_GBPA.f.Update);
+    if ((v & update) === 0) return;
+    this.regs.set32(R.SMMU_GBPA.offset, v & ~update);
+  }
+
+  private writeGerrorn(v: number): void {
+    this.regs.set32(R.SMMU_GERRORN.offset, v);
+    // §7.1: acknowledging CMDQ_ERR (GERRORN.CMDQ_ERR == GERROR.CMDQ_ERR) lets the queue resume at
+    // CONS.RD; nothing else restarts it (writing PROD is not needed, CMDQEN does not acknowledge).
+    if (this.cmdq.errActive && !this.gerrorActive(R.SMMU_GERROR.f.CMDQ_ERR)) this.cmdq.errActive = false;
+  }
+
+  private gerrorActive(field: Field): boolean {
+    return ((this.get32(R.SMMU_GERROR.offset) ^ this.get32(R.SMMU_GERRORN.offset)) & mask32(field)) !== 0;
+  }
+
+  /**
+   * §7.2: activate a global error by toggling its GERROR bit, unless it is already active, and
+   * raise the GERROR interrupt.
+   */
+  activateGerror(field: Field): void {
+    if (this.gerrorActive(field)) return;
+    this.regs.set32(R.SMMU_GERROR.offset, this.get32(R.SMMU_GERROR.offset) ^ mask32(field));
+    if (this.irqEnabled(R.SMMU_IRQ_CTRL.f.GERROR_IRQEN)) {
+      // A GERROR MSI that aborts is recorded in MSI_GERROR_ABT_ERR, which sends no further MSI.
+      if (!this.interrupt(R.SMMU_GERROR_IRQ_CFG0.offset, R.SMMU_GERROR_IRQ_CFG1.offset, HDR.IRQ_GERROR) && this.f.msi) {
+        const g = R.SMMU_GERROR.f.MSI_GERROR_ABT_ERR;
+        if (!this.gerrorActive(g)) this.regs.set32(R.SMMU_GERROR.offset, this.get32(R.SMMU_GERROR.offset) ^ mask32(g));
+      }
+    }
+  }
+
+  /**
+   * Send an interrupt (§3.18): an MSI of CFG1.DATA to CFG0.ADDR when MSIs are implemented and
+   * ADDR is not 0, else the wired line. Returns false when the MSI write aborted.
+   */
+  private interrupt(cfg0: number, cfg1: number, line: number): boolean {
+    const a = R.SMMU_GERROR_IRQ_CFG0.f.ADDR;
+    const addr = this.f.msi ? fieldGetNumber([this.get32(cfg0), this.get32(cfg0 + 4)], a) : 0;
+    if (addr === 0) {
+      this.board.raiseIrq(line);
+      return true;
+    }
+    this.board.count('MSI_WRITES');
+    return this.mem.storeNotify32(addr, this.get32(cfg1));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Command execution (CommandExecutor)
+  // -------------------------------------------------------------------------------------------
+
+  execute(q: CommandQueue, w: Uint32Array, next: number): number {
+    const verdict = checkCommand(w, this.f);
+    if (!verdict.ok) {
+      this.board.count('COMMAND_ERRORS');
+      return CERROR_ILL;
+    }
+    this.board.count('COMMANDS_CONSUMED');
+    const op = w[0]! & 0xff;
+    if (op === OP.CMD_SYNC) return this.cmdSync(q, w, next);
+    // Every other command's effect is on caches the model keeps elsewhere; the trace records it.
+    return CERROR_NONE;
+  }
+
+  /**
+   * §4.7.3 CMD_SYNC: everything before it in this queue has taken effect (the consumer is in
+   * order). CONS passes the sync before the completion signal is observable.
+   */
+  private cmdSync(q: CommandQueue, w: Uint32Array, next: number): number {
+    this.board.count('CMD_SYNCS');
+    const cons = q.cons;
+    q.cons = next;
+    this.publishCons(q);
+    q.cons = cons; // consume() advances it again after execute returns
+    const cs = getBits(w, F_CS.lsb, F_CS.width);
+    if (cs === CS_SIG_IRQ) {
+      const addr = this.f.msi ? fieldGetNumber(w, F_MSIADDR) : 0;
+      if (addr !== 0) {
+        this.board.count('MSI_WRITES');
+        if (!this.mem.storeNotify32(addr, getBits(w, F_MSIDATA.lsb, F_MSIDATA.width))) {
+          // The sync is still complete; the lost MSI is a global error (§7.2, GERROR.MSI_CMDQ_ABT_ERR).
+          this.activateGerror(R.SMMU_GERROR.f.MSI_CMDQ_ABT_ERR);
+        }
+      }
+      // The wired CMD_SYNC interrupt pulses whatever the MSI does (§4.7.3).
+      this.board.raiseIrq(HDR.IRQ_CMD_SYNC);
+    } else if (cs === CS_SIG_SEV && this.f.sev) {
+      Atomics.add(this.board.i32, HDR.SEV, 1);
+      if (Atomics.load(this.board.i32, HDR.SEV_SLEEPERS) !== 0) Atomics.notify(this.board.i32, HDR.SEV);
+    }
+    return CERROR_NONE;
+  }
+
+  publishCons(q: CommandQueue): void {
+    const f = R.SMMU_CMDQ_CONS.f;
+    this.regs.set32(R.SMMU_CMDQ_CONS.offset, ((q.err << f.ERR.lsb) & mask32(f.ERR)) | q.cons);
+  }
+
+  raiseError(_q: CommandQueue, _code: number): void {
+    this.activateGerror(R.SMMU_GERROR.f.CMDQ_ERR);
+  }
+
+  traced(q: CommandQueue, ptr: number, words: Uint32Array, outcome: number): void {
+    this.trace.record(q.id, ptr, words, outcome);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Events
+  // -------------------------------------------------------------------------------------------
+
+  /** Record an event (§7.2–§7.4). */
+  recordEvent(record: Uint32Array): void {
+    const wasEmpty = this.evtq.empty;
+    const outcome = this.evtq.write(record);
+    const p = R.SMMU_EVENTQ_PROD.f;
+    switch (outcome) {
+      case EventOutcome.Written:
+        this.board.count('EVENTS_WRITTEN');
+        this.regs.set32(R.SMMU_EVENTQ_PROD.offset, (this.evtq.ovflg << p.OVFLG.lsb) | this.evtq.prod);
+        // §3.18.2: the event queue interrupt fires when the queue becomes non-empty.
+        if (wasEmpty && this.irqEnabled(R.SMMU_IRQ_CTRL.f.EVENTQ_IRQEN)) {
+          if (!this.interrupt(R.SMMU_EVENTQ_IRQ_CFG0.offset, R.SMMU_EVENTQ_IRQ_CFG1.offset, HDR.IRQ_EVENTQ)) {
+            this.activateGerror(R.SMMU_GERROR.f.MSI_EVENTQ_ABT_ERR);
+          }
+        }
+        return;
+      case EventOutcome.Overflow:
+        this.board.count('EVENTS_DROPPED');
+        this.regs.set32(R.SMMU_EVENTQ_PROD.offset, ((this.evtq.ovflg << p.OVFLG.lsb) | this.evtq.prod) >>> 0);
+        return;
+      case EventOutcome.Abort:
+        this.board.count('EVENTS_DROPPED');
+        this.activateGerror(R.SMMU_GERROR.f.EVENTQ_ABT_ERR);
+        return;
+      case EventOutcome.Disabled:
+        this.board.count('EVENTS_DROPPED');
+        return;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The loop
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Apply every register write waiting on the bus, then consume commands, a chunk at a time so
+   * that new writes (a GERRORN acknowledgement, a CR0 change, more doorbells) are seen promptly.
+   * Returns true when anything happened.
+   */
+  service(): boolean {
+    let worked = false;
+    for (;;) {
+      let took = false;
+      while (this.regs.take(this.take)) {
+        this.applyWrite(this.take);
+        took = true;
+      }
+      if (took) this.regs.done();
+      const n = this.cmdq.runnable ? this.cmdq.consume(CONSUME_CHUNK) : 0;
+      if (!took && n === 0) return worked;
+      worked = true;
+    }
+  }
+
+  /** Run until the board asks to stop. Idles by the policy: spin, sleep, or spin then sleep. */
+  run(): void {
+    const { mode, spin } = this.opts.policy;
+    const sliceMs = this.opts.policy.sliceMs ?? 50;
+    let idle = 0;
+    while (!this.board.stopRequested) {
+      if (this.service()) {
+        idle = 0;
+        continue;
+      }
+      if (mode === 'spin' || (mode === 'hybrid' && idle < spin)) {
+        idle++;
+        // Re-check the stop flag now and then without a load per spin.
+        if ((idle & 1023) === 0 && this.board.stopRequested) break;
+        continue;
+      }
+      this.board.count('DEVICE_SLEEPS');
+      if (this.regs.sleep(sliceMs)) {
+        this.board.count('DEVICE_WAKEUPS');
+        idle = 0;
+      } else {
+        // Nothing arrived during the slice: sleep again rather than spin again.
+        idle = spin;
+      }
+    }
+  }
+}

@@ -1,0 +1,355 @@
+import { once } from 'node:events';
+import type { Worker } from 'node:worker_threads';
+import { Board, DEVICE_STATE, FIFO, HDR, type CounterName } from '../mem/board.ts';
+import { MmioPort } from '../mem/mmio.ts';
+import { PhysMem } from '../mem/phys.ts';
+import { DEFAULT_WAIT, parseWaitPolicy, type WaitPolicy } from '../mem/wait.ts';
+import { commandToJson, decodeCommand, encodeCommandWords, formatCommand, parseCommandHex, type CommandInput } from '../spec/command-codec.ts';
+import { cerrorName } from '../spec/cerror.ts';
+import { FULL_FEATURES, parseFeatures, validateFeatures, type SmmuFeatures } from '../spec/features.ts';
+import { findRegister, smmuRegWindow } from '../spec/registers.ts';
+import { drainTrace, type TraceRecord } from '../device/trace.ts';
+import type { DeviceWorkerData } from '../device/worker.ts';
+import type { DriverOptions } from '../driver/driver.ts';
+import type { DriverReply, DriverWorkerData } from './driver-worker.ts';
+import { spawnWorker } from './spawn.ts';
+
+/** How to build a system. Every member is optional. */
+export interface SystemConfig {
+  /** The SMMU: a SmmuFeatures object or a --features list such as 'no-s1,sidsize=16'. */
+  readonly features?: SmmuFeatures | string;
+  /** Wait policy for the device and the driver: an object, or 'spin' | 'hybrid' | 'hybrid:N' | 'wait'. */
+  readonly policy?: WaitPolicy | string;
+  /** Physical address of SMMU page 0 (default 0x0905_0000, 64 KiB aligned). */
+  readonly smmuBase?: number;
+  readonly ramBase?: number;
+  /** Bytes of physical memory (default 64 MiB). */
+  readonly ramBytes?: number;
+  /** Record every consumed command: true (65 536 records) or a power-of-two record count. */
+  readonly trace?: boolean | number;
+  /** How the guest driver waits for a CMD_SYNC: 'msi' (Linux's MSI polling) or 'cons'. */
+  readonly syncMode?: 'msi' | 'cons';
+  /** log2 of the driver's command queue entries (default: the driver's choice). */
+  readonly cmdqLog2?: number;
+  readonly eventqLog2?: number;
+  /** Start a guest driver and bring the SMMU up with it (default true). */
+  readonly driver?: boolean;
+}
+
+/** One consumed (or refused) command, decoded. */
+export interface TraceEntry {
+  readonly queue: string;
+  /** The queue pointer (index and wrap) the command was read from. */
+  readonly ptr: number;
+  readonly words: readonly [number, number, number, number];
+  /** 'consumed', or the CERROR name the command raised. */
+  readonly outcome: string;
+  /** One readable line. */
+  readonly text: string;
+  /** One JSON object (as in `smmu-sim decode --json`, plus queue, ptr and outcome). */
+  readonly json: Record<string, unknown>;
+}
+
+export type Command = CommandInput | string | ArrayLike<number>;
+
+/** Turn a command given as fields, hex, or four words into four words. */
+export function commandWords(c: Command): number[] {
+  if (typeof c === 'string') return [...parseCommandHex(c)];
+  if (typeof (c as ArrayLike<number>).length === 'number' && !('name' in c) && !('opcode' in c)) {
+    const a = c as ArrayLike<number>;
+    if (a.length !== 4) throw new RangeError(`a command given as words has 4 of them, not ${a.length}`);
+    return [a[0]! >>> 0, a[1]! >>> 0, a[2]! >>> 0, a[3]! >>> 0];
+  }
+  return [...encodeCommandWords(c as CommandInput)];
+}
+
+function traceEntry(r: TraceRecord): TraceEntry {
+  const d = decodeCommand(r.words);
+  const queue = r.queue === 0 ? 'CMDQ' : `ECMDQ${r.queue - 1}`;
+  const outcome = r.outcome === 0 ? 'consumed' : cerrorName(r.outcome);
+  const ptr = `0x${r.ptr.toString(16)}`;
+  return {
+    queue,
+    ptr: r.ptr,
+    words: r.words,
+    outcome,
+    text: `${queue}[${ptr}] ${formatCommand(d)}  -> ${outcome}`,
+    json: { queue, ptr: r.ptr, outcome, ...commandToJson(d) },
+  };
+}
+
+/** The guest driver, reached by messages: each call runs in the driver's worker. */
+export class DriverHandle {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+
+  constructor(private readonly worker: Worker, private readonly timeoutMs: number, private readonly failed: () => Error | undefined) {
+    worker.on('message', (r: DriverReply) => {
+      const p = this.pending.get(r.id);
+      if (p === undefined) return;
+      this.pending.delete(r.id);
+      clearTimeout(p.timer);
+      if (r.ok) p.resolve(r.result);
+      else {
+        const e = new Error(r.error.message);
+        e.name = r.error.name;
+        p.reject(e);
+      }
+    });
+  }
+
+  /** Reject every call in flight (the worker died or the system stopped). */
+  failAll(e: Error): void {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(e);
+      this.pending.delete(id);
+    }
+  }
+
+  call<T>(method: string, ...args: unknown[]): Promise<T> {
+    const f = this.failed();
+    if (f !== undefined) return Promise.reject(f);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`driver call ${method} did not answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.worker.postMessage({ id, method, args });
+    });
+  }
+
+  probe(): Promise<SmmuFeatures> {
+    return this.call('probe');
+  }
+
+  reset(): Promise<void> {
+    return this.call('reset');
+  }
+
+  /** Issue commands (fields, hex or words) as the driver does: batches, doorbells, CMD_SYNC. */
+  issue(cmds: readonly Command[], opts?: { sync?: boolean }): Promise<IssueResult> {
+    return this.call('issue', cmds.map((c) => Uint32Array.from(commandWords(c))), opts ?? {});
+  }
+
+  sync(): Promise<IssueResult> {
+    return this.call('sync');
+  }
+
+  handleGerror(): Promise<unknown> {
+    return this.call('handleGerror');
+  }
+
+  drainEvents(): Promise<unknown[]> {
+    return this.call('drainEvents');
+  }
+
+  /** The driver's features, queue state, counters and recovery log. */
+  state(): Promise<{ features: SmmuFeatures | undefined; cmdq: unknown; counters: Record<string, number>; log: unknown[] }> {
+    return this.call('state');
+  }
+}
+
+export interface IssueResult {
+  commands: number;
+  batches: number;
+  doorbells: number;
+  polls: number;
+  errors: { index: number; code: number; name: string }[];
+}
+
+/**
+ * A running model: the SMMU hardware in one worker, a guest driver in another, one
+ * SharedArrayBuffer between them. The main thread never blocks: it talks to the driver by
+ * messages and reads shared memory directly.
+ */
+export class System {
+  readonly board: Board;
+  readonly mem: PhysMem;
+  readonly features: SmmuFeatures;
+  readonly policy: WaitPolicy;
+  /** The main thread's own MMIO port (non-blocking writes via writeReg; reads are plain loads). */
+  readonly regs: MmioPort;
+  private readonly device: Worker;
+  private readonly driverWorker: Worker | undefined;
+  readonly driver: DriverHandle;
+  private failure: Error | undefined;
+  private stopping = false;
+  private readonly traceLog: TraceEntry[] = [];
+  private traceLost = 0;
+
+  private constructor(board: Board, features: SmmuFeatures, policy: WaitPolicy, device: Worker, driverWorker: Worker | undefined) {
+    this.board = board;
+    this.mem = new PhysMem(board);
+    this.features = features;
+    this.policy = policy;
+    this.regs = new MmioPort(board, 'smmu', policy);
+    this.device = device;
+    this.driverWorker = driverWorker;
+    const failed = () => this.failure;
+    this.driver = driverWorker !== undefined
+      ? new DriverHandle(driverWorker, Math.max(10_000, 10 * policy.timeoutMs), failed)
+      : (undefined as unknown as DriverHandle);
+    this.watch(device, 'SMMU device');
+    if (driverWorker !== undefined) this.watch(driverWorker, 'guest driver');
+  }
+
+  private watch(w: Worker, what: string): void {
+    w.on('error', (e) => this.fail(new Error(`${what} worker crashed: ${e.message}`)));
+    w.on('exit', (code) => {
+      if (!this.stopping) this.fail(new Error(`${what} worker exited unexpectedly (code ${code})`));
+    });
+  }
+
+  private fail(e: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = e;
+    this.driver?.failAll(e);
+  }
+
+  /** The first worker failure, if any. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  static async start(cfg: SystemConfig = {}): Promise<System> {
+    const features = typeof cfg.features === 'string' ? parseFeatures(cfg.features) : validateFeatures(cfg.features ?? FULL_FEATURES);
+    const policy = typeof cfg.policy === 'string' ? parseWaitPolicy(cfg.policy) : (cfg.policy ?? DEFAULT_WAIT);
+    const traceRecords = cfg.trace === true ? 1 << 16 : cfg.trace === false || cfg.trace === undefined ? 0 : cfg.trace;
+    const board = Board.create({
+      windows: [{ name: 'smmu', base: cfg.smmuBase ?? 0x0905_0000, bytes: smmuRegWindow(features) }],
+      ...(cfg.ramBase !== undefined ? { ramBase: cfg.ramBase } : {}),
+      ...(cfg.ramBytes !== undefined ? { ramBytes: cfg.ramBytes } : {}),
+      traceRecords,
+    });
+    const devData: DeviceWorkerData = { sab: board.sab, layout: board.layout, features, policy };
+    const device = spawnWorker(import.meta.url, '../device/worker', { workerData: devData });
+    await System.ready(device, 'SMMU device');
+
+    let driverWorker: Worker | undefined;
+    if (cfg.driver !== false) {
+      const options: DriverOptions = {
+        policy,
+        syncMode: cfg.syncMode ?? (features.msi ? 'msi' : 'cons'),
+        ram: { start: board.layout.ram.base, end: board.layout.ram.base + board.layout.ram.bytes },
+        ...(cfg.cmdqLog2 !== undefined ? { cmdqLog2: cfg.cmdqLog2 } : {}),
+        ...(cfg.eventqLog2 !== undefined ? { eventqLog2: cfg.eventqLog2 } : {}),
+      };
+      const drvData: DriverWorkerData = { sab: board.sab, layout: board.layout, options };
+      driverWorker = spawnWorker(import.meta.url, './driver-worker', { workerData: drvData });
+    }
+    const sys = new System(board, features, policy, device, driverWorker);
+    if (driverWorker !== undefined) {
+      try {
+        await sys.driver.probe();
+        await sys.driver.reset();
+      } catch (e) {
+        await sys.stop();
+        throw new Error(`the guest driver could not bring the SMMU up: ${(e as Error).message}`);
+      }
+    }
+    return sys;
+  }
+
+  /** Wait for a worker's ready message, or turn its failure to start into a clear error. */
+  private static async ready(w: Worker, what: string): Promise<void> {
+    const timeout = new Promise<never>((_, reject) => {
+      const t = setTimeout(() => reject(new Error(`${what} worker did not start within 10 s`)), 10_000);
+      t.unref();
+    });
+    const failed = once(w, 'error').then(([e]) => {
+      throw new Error(`${what} worker failed to start: ${(e as Error).message}`);
+    });
+    const exited = once(w, 'exit').then(([code]) => {
+      throw new Error(`${what} worker exited during start (code ${code})`);
+    });
+    try {
+      await Promise.race([once(w, 'message'), failed, exited, timeout]);
+    } catch (e) {
+      await w.terminate();
+      throw e;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Registers, as a fuzzer or a buggy driver would touch them
+  // -------------------------------------------------------------------------------------------
+
+  private offsetOf(reg: string | number): number {
+    if (typeof reg === 'number') return reg;
+    const r = findRegister(reg);
+    if (r === undefined) throw new RangeError(`no register named ${reg}`);
+    return r.offset;
+  }
+
+  /** Read a 32-bit register (a plain load: reads have no side effects). */
+  readReg(reg: string | number): number {
+    return this.regs.peek32(this.offsetOf(reg));
+  }
+
+  /** Write a register (32-bit, or 64-bit when `value` is a bigint) and wait until the device applied it. */
+  async writeReg(reg: string | number, value: number | bigint): Promise<void> {
+    const off = this.offsetOf(reg);
+    const deadline = Date.now() + this.policy.timeoutMs * 5;
+    while (!(typeof value === 'bigint' ? this.regs.tryWrite64(off, value) : this.regs.tryWrite32(off, value))) {
+      if (Date.now() > deadline) throw new Error(`MMIO FIFO stayed full for ${this.policy.timeoutMs * 5} ms; is the device running?`);
+      await new Promise((r) => setImmediate(r));
+    }
+    const applied = this.board.window('smmu').fifo + FIFO.APPLIED;
+    while (!this.regs.isApplied()) {
+      if (this.failure) throw this.failure;
+      if (Date.now() > deadline) throw new Error(`the device did not apply a write to 0x${off.toString(16)} within ${this.policy.timeoutMs * 5} ms`);
+      const seen = Atomics.load(this.board.i32, applied);
+      Atomics.add(this.board.i32, this.board.window('smmu').fifo + FIFO.SLEEPERS, 1);
+      try {
+        const r = Atomics.waitAsync(this.board.i32, applied, seen, 50);
+        if (r.async) await r.value;
+      } finally {
+        Atomics.sub(this.board.i32, this.board.window('smmu').fifo + FIFO.SLEEPERS, 1);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Observation
+  // -------------------------------------------------------------------------------------------
+
+  /** Every command traced since start (needs `trace`); drains the shared ring first. */
+  trace(): { entries: TraceEntry[]; lost: number } {
+    const { records, lost } = drainTrace(this.board);
+    for (const r of records) this.traceLog.push(traceEntry(r));
+    this.traceLost += lost;
+    return { entries: [...this.traceLog], lost: this.traceLost };
+  }
+
+  counter(name: CounterName): number {
+    return this.board.counter(name);
+  }
+
+  counters(): Record<CounterName, number> {
+    return this.board.counters();
+  }
+
+  get deviceState(): 'booting' | 'running' | 'stopped' | 'crashed' {
+    const s = Atomics.load(this.board.i32, HDR.DEVICE_STATE);
+    return s === DEVICE_STATE.RUNNING ? 'running' : s === DEVICE_STATE.STOPPED ? 'stopped' : s === DEVICE_STATE.CRASHED ? 'crashed' : 'booting';
+  }
+
+  /** Stop every worker: cleanly when they listen, by termination after a grace period otherwise. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.board.requestStop();
+    const workers = [this.device, ...(this.driverWorker ? [this.driverWorker] : [])];
+    this.driverWorker?.postMessage('close');
+    await Promise.all(workers.map(async (w) => {
+      if (w.threadId === -1) return;
+      const exited = once(w, 'exit');
+      const grace = new Promise((r) => setTimeout(r, 500).unref());
+      if ((await Promise.race([exited.then(() => 'exited'), grace])) !== 'exited') await w.terminate();
+    }));
+    this.driver?.failAll(new Error('the system was stopped'));
+  }
+}
