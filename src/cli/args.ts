@@ -47,16 +47,31 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   }
 }
 
-/** Read all of standard input as lines, streaming (for bulk decode). */
-export async function* lines(io: Io): AsyncGenerator<string> {
+/**
+ * Read standard input as batches of whole lines, streaming: one await per chunk of input, not
+ * per line, so bulk decode of millions of lines spends its time decoding.
+ */
+export async function* lineBatches(io: Io): AsyncGenerator<string[]> {
   let rest = '';
   for await (const chunk of io.stdin()) {
-    const text = rest + chunk;
-    const parts = text.split('\n');
+    const parts = (rest + chunk).split('\n');
     rest = parts.pop() ?? '';
-    for (const p of parts) yield p;
+    if (parts.length > 0) yield parts;
   }
-  if (rest !== '') yield rest;
+  if (rest !== '') yield [rest];
+}
+
+/** Run `each(line, lineNumber)` over every non-blank, non-comment line of standard input. */
+export async function forEachLine(io: Io, each: (line: string, n: number) => void): Promise<void> {
+  let n = 0;
+  for await (const batch of lineBatches(io)) {
+    for (const raw of batch) {
+      n++;
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      each(line, n);
+    }
+  }
 }
 
 /** Buffered writer: bulk output in large chunks instead of one write per line. */

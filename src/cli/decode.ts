@@ -1,5 +1,5 @@
-import { lines, OutBuffer, parse, UsageError, type Io } from './args.ts';
-import { commandToJson, decodeCommand, formatCommand, parseCommandHex } from '../spec/command-codec.ts';
+import { forEachLine, OutBuffer, parse, UsageError, type Io } from './args.ts';
+import { decodeCommand, formatCommand, parseCommandHex } from '../spec/command-codec.ts';
 import { checkCommand, type Verdict } from '../spec/legality.ts';
 import { featureSyntax, FULL_FEATURES, parseFeatures, type SmmuFeatures } from '../spec/features.ts';
 import { decodeStructureHex, STRUCTURE_KINDS, type StructureKind } from './structure-hex.ts';
@@ -49,20 +49,28 @@ export function verdictText(v: Verdict): string {
   return [`${v.error} ${v.finding.rule}: ${v.finding.reason} (${v.finding.section})`, ...oor].join('; ');
 }
 
-/** The JSON object for one command, verdict included. */
+/**
+ * The JSON object for one command, verdict included. Written out by hand rather than through an
+ * intermediate object and JSON.stringify: bulk decode prints millions of these.
+ */
 export function commandJsonLine(words: Uint32Array, features: SmmuFeatures): string {
   const d = decodeCommand(words);
   const v = checkCommand(words, features);
-  const base = commandToJson(d);
-  const out: Record<string, unknown> = { ...base, legal: v.ok };
-  if (!v.ok) {
-    out.error = v.error;
-    out.reason = v.finding.reason;
-    out.rule = v.finding.rule;
-    out.section = v.finding.section;
+  let s = `{"opcode":${d.opcode},"name":"${d.name}","fields":{`;
+  let first = true;
+  for (const f of d.spec.fields) {
+    const x = d.fields[f.name]!;
+    s += `${first ? '' : ','}"${f.name}":${typeof x === 'bigint' ? `"0x${x.toString(16)}"` : x}`;
+    first = false;
   }
-  if (v.outOfRange.length > 0) out.outOfRange = v.outOfRange.map((f) => ({ rule: f.rule, reason: f.reason, section: f.section }));
-  return JSON.stringify(out);
+  s += `},"res0":[${d.res0.join(',')}],"legal":${v.ok}`;
+  if (!v.ok) {
+    s += `,"error":"${v.error}","reason":${JSON.stringify(v.finding.reason)},"rule":"${v.finding.rule}","section":"${v.finding.section}"`;
+  }
+  if (v.outOfRange.length > 0) {
+    s += `,"outOfRange":${JSON.stringify(v.outOfRange.map((f) => ({ rule: f.rule, reason: f.reason, section: f.section })))}`;
+  }
+  return `${s}}`;
 }
 
 export function commandTextLine(words: Uint32Array, features: SmmuFeatures): string {
@@ -101,14 +109,8 @@ export async function decodeMain(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   if (io.stdinIsTTY) throw new UsageError('decode: give HEX arguments or pipe commands on standard input (see --help)');
-  let n = 0;
   try {
-    for await (const raw of lines(io)) {
-      n++;
-      const line = raw.trim();
-      if (line === '' || line.startsWith('#')) continue;
-      out.line(format(line, `line ${n}: `));
-    }
+    await forEachLine(io, (line, n) => out.line(format(line, `line ${n}: `)));
   } finally {
     out.flush();
   }

@@ -1,4 +1,4 @@
-import { lines, OutBuffer, parse, UsageError, type Io } from './args.ts';
+import { forEachLine, OutBuffer, parse, UsageError, type Io } from './args.ts';
 import { commandDwords, commandHex, encodeCommandWords, type CommandInput } from '../spec/command-codec.ts';
 
 export const ENCODE_HELP = `usage: smmu-sim encode [--json] JSON ...
@@ -11,7 +11,7 @@ Values may be numbers, "0x…" strings (needed above 2^53), or an enumeration's 
 Without arguments, one JSON command per line is read from standard input.
 
 Prints the 32 hex digits in memory order (byte 0 first) and the two 64-bit words:
-  12f0d101050001000f0b006a45368d00  0x000100050170d112:0x00008d36456a0b0f
+  1220710101000500016f6a45368d0000  0x0005000101712012:0x00008d36456a6f01
 
 options:
   --json       print {"hex": "...", "dwords": "0x…:0x…"} per command instead
@@ -50,14 +50,8 @@ export async function encodeMain(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   if (io.stdinIsTTY) throw new UsageError('encode: give JSON arguments or pipe one JSON command per line (see --help)');
-  let n = 0;
   try {
-    for await (const raw of lines(io)) {
-      n++;
-      const line = raw.trim();
-      if (line === '' || line.startsWith('#')) continue;
-      out.line(encodeLine(line, json, `line ${n}: `));
-    }
+    await forEachLine(io, (line, n) => out.line(encodeLine(line, json, `line ${n}: `)));
   } finally {
     out.flush();
   }

@@ -249,6 +249,8 @@ const HEX_DIGITS = COMMAND_BYTES * 2;
  * digits is allowed) or as two 64-bit words "0xW0:0xW1" (dword 0, bits [63:0], first).
  */
 export function parseCommandHex(text: string): Uint32Array {
+  const fast = fastHex32(text);
+  if (fast !== undefined) return fast;
   const t = text.trim();
   if (t === '') throw new RangeError('empty command: expected 32 hex digits (byte 0 first) or 0xDWORD0:0xDWORD1');
   const words = new Uint32Array(COMMAND_WORDS);
@@ -276,6 +278,29 @@ export function parseCommandHex(text: string): Uint32Array {
   for (let i = 0; i < COMMAND_BYTES; i++) {
     const byte = parseInt(digits.slice(2 * i, 2 * i + 2), 16);
     words[i >>> 2] = (words[i >>> 2]! | (byte << (8 * (i & 3)))) >>> 0;
+  }
+  return words;
+}
+
+/** Value of one hex digit's char code, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/**
+ * The bulk-decode fast path: exactly 32 hex digits, nothing else. Returns undefined for any
+ * other text, which then takes the general (and error-reporting) path.
+ */
+function fastHex32(t: string): Uint32Array | undefined {
+  if (t.length !== HEX_DIGITS) return undefined;
+  const words = new Uint32Array(COMMAND_WORDS);
+  for (let i = 0; i < COMMAND_BYTES; i++) {
+    const hi = hexDigit(t.charCodeAt(2 * i));
+    const lo = hexDigit(t.charCodeAt(2 * i + 1));
+    if (hi < 0 || lo < 0) return undefined;
+    words[i >>> 2] = (words[i >>> 2]! | (((hi << 4) | lo) << (8 * (i & 3)))) >>> 0;
   }
   return words;
 }

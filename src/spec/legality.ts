@@ -519,7 +519,7 @@ function res0Parts(op: number, spec: CommandSpec, f: SmmuFeatures, queue: Queue)
   const defined = coverMask(spec.fields, COMMAND_WORDS);
   const outside = new Uint32Array(COMMAND_WORDS);
   for (let i = 0; i < COMMAND_WORDS; i++) outside[i] = ~defined[i]! >>> 0;
-  parts.push({ rule: 'res0-bits', section: '§4.1.5', field: undefined, mask: outside, what: `${name} has RES0 bits set that no field covers` });
+  parts.push({ rule: 'res0-bits', section: '§4.1.5', field: undefined, mask: outside, what: `${name} sets RES0 bits outside its fields:` });
 
   const tg = field(spec, 'TG');
   const rangeFields = ['NUM', 'SCALE', 'TG', 'TTL', 'TTL128'].map((n) => field(spec, n)).filter((x): x is Field => x !== undefined);
