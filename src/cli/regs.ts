@@ -5,7 +5,7 @@ import { ECMDQ_SLOT_REGISTERS, findRegister, REGISTERS, SECURE_REGISTERS, type R
 export const REGS_HELP = `usage: smmu-sim regs [options] [NAME|OFFSET]
 
 The SMMUv3 register map (IHI0070 G.b §6.2, §6.3). Without an argument, every Non-secure
-register of page 0 and page 1 with its offset, width, access and reset value; the 256
+register of page 0 and page 1 with its offset, width, access and architected reset value ('-' where the spec gives none); the 256
 CMDQ_CONTROL_PAGE_*<n> groups are shown once with their formula. With a NAME (SMMU_CR0,
 cr0, CMDQ_PROD …) or an OFFSET (0x9c), one register and every field: bits, name, values.
 
@@ -49,7 +49,7 @@ function isRepeat(r: RegisterSpec): boolean {
 function row(r: RegisterSpec): string {
   const name = r.n === 0 ? r.name.replace(/0$/, '<n>') : r.name;
   const off = r.page === 'ecmdq' ? `slot+${hex(r.offset, 2)}` : r.n === 0 ? `${hex(r.offset, 5)}+32n` : hex(r.offset, 5);
-  const reset = r.reset === undefined ? 'UNKNOWN' : hex(r.reset);
+  const reset = r.reset === undefined ? '-' : hex(r.reset);
   return `${off.padEnd(12)} ${name.padEnd(34)} ${String(r.width).padStart(2)}  ${r.access.padEnd(6)} ${reset.padEnd(12)} ${r.section}`;
 }
 
