@@ -312,6 +312,33 @@ export class System {
     }
   }
 
+  /**
+   * Wait, without blocking the main thread, until the register satisfies `ready`. Resolves with
+   * the value; rejects after `timeoutMs` with the register's name and last value.
+   */
+  async waitReg(reg: string | number, ready: (v: number) => boolean, timeoutMs = this.policy.timeoutMs * 5): Promise<number> {
+    const off = this.offsetOf(reg);
+    const w = this.board.window('smmu');
+    const index = (w.offset >>> 2) + (off >>> 2);
+    const sleepers = w.fifo + FIFO.SLEEPERS;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = Atomics.load(this.board.u32, index);
+      if (ready(v)) return v;
+      if (this.failure) throw this.failure;
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof reg === 'string' ? reg : `register 0x${off.toString(16)}`} (last value 0x${v.toString(16)})`);
+      }
+      Atomics.add(this.board.i32, sleepers, 1);
+      try {
+        const r = Atomics.waitAsync(this.board.i32, index, v | 0, 20);
+        if (r.async) await r.value;
+      } finally {
+        Atomics.sub(this.board.i32, sleepers, 1);
+      }
+    }
+  }
+
   // -------------------------------------------------------------------------------------------
   // Observation
   // -------------------------------------------------------------------------------------------
