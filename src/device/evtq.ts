@@ -1,9 +1,6 @@
 import * as ring from '../ring/index.ts';
 import type { PhysMem } from '../mem/phys.ts';
-
-/** Bytes of one event record (§7.3). */
-export const EVENT_BYTES = 32;
-export const EVENT_WORDS = EVENT_BYTES / 4;
+import { EVENT_BYTES, EVENT_WORDS } from '../spec/events.ts';
 
 /** What happened to a record the device tried to write. */
 export const enum EventOutcome {

@@ -12,7 +12,8 @@ import { IMPDEF_BASE, SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { checkCommand } from '../spec/legality.ts';
 import { findRegister, isPresent, modelResetValue, REG, REGISTERS, type RegisterSpec } from '../spec/registers.ts';
 import { CommandQueue, type CommandExecutor } from './cmdq.ts';
-import { EVENT_WORDS, EventOutcome, EventQueue } from './evtq.ts';
+import { EventOutcome, EventQueue } from './evtq.ts';
+import { EVENT_WORDS } from '../spec/events.ts';
 import { TRACE_QUEUE_CMDQ, TraceWriter } from './trace.ts';
 
 /**

@@ -8,6 +8,7 @@ import { commandToJson, decodeCommand, encodeCommandWords, formatCommand, parseC
 import { cerrorName } from '../spec/cerror.ts';
 import { FULL_FEATURES, parseFeatures, validateFeatures, type SmmuFeatures } from '../spec/features.ts';
 import { findRegister, smmuRegWindow } from '../spec/registers.ts';
+import { SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { drainTrace, type TraceRecord } from '../device/trace.ts';
 import type { DeviceWorkerData } from '../device/worker.ts';
 import type { DriverOptions } from '../driver/driver.ts';
@@ -316,19 +317,32 @@ export class System {
    * Wait, without blocking the main thread, until the register satisfies `ready`. Resolves with
    * the value; rejects after `timeoutMs` with the register's name and last value.
    */
-  async waitReg(reg: string | number, ready: (v: number) => boolean, timeoutMs = this.policy.timeoutMs * 5): Promise<number> {
+  waitReg(reg: string | number, ready: (v: number) => boolean, timeoutMs = this.policy.timeoutMs * 5): Promise<number> {
     const off = this.offsetOf(reg);
     const w = this.board.window('smmu');
-    const index = (w.offset >>> 2) + (off >>> 2);
-    const sleepers = w.fifo + FIFO.SLEEPERS;
+    const what = typeof reg === 'string' ? reg : `register 0x${off.toString(16)}`;
+    return this.waitWord((w.offset >>> 2) + (off >>> 2), w.fifo + FIFO.SLEEPERS, ready, what, timeoutMs);
+  }
+
+  /** Wait until the 32-bit word of RAM at `pa` satisfies `ready` (an MSI target, a queue slot). */
+  waitMem(pa: number, ready: (v: number) => boolean, timeoutMs = this.policy.timeoutMs * 5): Promise<number> {
+    this.mem.check(pa, 4);
+    return this.waitWord(this.mem.wordIndex(pa), HDR.RAM_SLEEPERS, ready, `memory at 0x${pa.toString(16)}`, timeoutMs);
+  }
+
+  /** Wait until a control-block word (HDR.SEV, HDR.IRQ_*) satisfies `ready`. */
+  waitLine(line: number, ready: (v: number) => boolean, timeoutMs = this.policy.timeoutMs * 5): Promise<number> {
+    const sleepers = line === HDR.SEV ? HDR.SEV_SLEEPERS : HDR.IRQ_SLEEPERS;
+    return this.waitWord(line, sleepers, ready, `control word ${line}`, timeoutMs);
+  }
+
+  private async waitWord(index: number, sleepers: number, ready: (v: number) => boolean, what: string, timeoutMs: number): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = Atomics.load(this.board.u32, index);
       if (ready(v)) return v;
       if (this.failure) throw this.failure;
-      if (Date.now() > deadline) {
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof reg === 'string' ? reg : `register 0x${off.toString(16)}`} (last value 0x${v.toString(16)})`);
-      }
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value 0x${v.toString(16)})`);
       Atomics.add(this.board.i32, sleepers, 1);
       try {
         const r = Atomics.waitAsync(this.board.i32, index, v | 0, 20);
@@ -337,6 +351,17 @@ export class System {
         Atomics.sub(this.board.i32, sleepers, 1);
       }
     }
+  }
+
+  /**
+   * Make the device record an event (32 bytes, §7.3 layout) through the model's IMPLEMENTATION
+   * DEFINED SIM_EVENT registers: the event queue then behaves exactly as for a detected fault
+   * (enable, overflow, abort, interrupt).
+   */
+  async injectEvent(record: ArrayLike<number>): Promise<void> {
+    if (record.length !== SIM_EVENT_WORDS) throw new RangeError(`an event record is ${SIM_EVENT_WORDS} words, not ${record.length}`);
+    for (let k = 0; k < SIM_EVENT_WORDS; k++) await this.writeReg(SIM_REG.SIM_EVENT_DATA + 4 * k, record[k]! >>> 0);
+    await this.writeReg(SIM_REG.SIM_EVENT_GO, 1);
   }
 
   // -------------------------------------------------------------------------------------------
