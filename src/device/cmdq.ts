@@ -21,6 +21,8 @@ export interface CommandExecutor {
   raiseError(q: CommandQueue, code: number): void;
   /** Record a consumed (or refused) command in the trace. */
   traced(q: CommandQueue, ptr: number, words: Uint32Array, outcome: number): void;
+  /** `q` was full and has room again: with IDR0.SEV the SMMU sends a WFE wake-up (§4.1, §3.5.6 for ECMDQs). */
+  notFull(q: CommandQueue): void;
 }
 
 /**
@@ -77,6 +79,7 @@ export class CommandQueue {
     const mem = this.mem;
     const snap = this.snap;
     const u32 = mem.u32;
+    const wasFull = ring.isFull(this.prod, this.cons, this.log2);
     let n = 0;
     while (n < budget && !ring.isEmpty(this.prod, this.cons, this.log2)) {
       const ptr = this.cons;
@@ -104,7 +107,10 @@ export class CommandQueue {
       this.consumed++;
       n++;
     }
-    if (n > 0) this.exec.publishCons(this);
+    if (n > 0) {
+      this.exec.publishCons(this);
+      if (wasFull) this.exec.notFull(this);
+    }
     return n;
   }
 

@@ -420,11 +420,21 @@ export class SmmuDevice implements CommandExecutor {
       }
       // The wired CMD_SYNC interrupt pulses whatever the MSI does (§4.7.3).
       this.board.raiseIrq(HDR.IRQ_CMD_SYNC);
-    } else if (cs === CS_SIG_SEV && this.f.sev) {
-      Atomics.add(this.board.i32, HDR.SEV, 1);
-      if (Atomics.load(this.board.i32, HDR.SEV_SLEEPERS) !== 0) Atomics.notify(this.board.i32, HDR.SEV);
+    } else if (cs === CS_SIG_SEV) {
+      this.sendEvent();
     }
     return CERROR_NONE;
+  }
+
+  /** A WFE wake-up event (§4.1, §4.7.3), when IDR0.SEV says the SMMU sends them. */
+  private sendEvent(): void {
+    if (!this.f.sev) return;
+    Atomics.add(this.board.i32, HDR.SEV, 1);
+    if (Atomics.load(this.board.i32, HDR.SEV_SLEEPERS) !== 0) Atomics.notify(this.board.i32, HDR.SEV);
+  }
+
+  notFull(_q: CommandQueue): void {
+    this.sendEvent();
   }
 
   publishCons(q: CommandQueue): void {

@@ -16,7 +16,7 @@
 
 import type { Field, FieldValue, Words } from './bits.ts';
 import { fieldSet, getBits } from './bits.ts';
-import type { FieldExtra, Index16, NamedField, StructureDecoded, TypedLayout } from './structures.ts';
+import type { Index16, NamedField, StructureDecoded, TypedLayout } from './structures.ts';
 import { bytesToWords, decodeStructure, defineLayout, fld } from './structures.ts';
 
 /** Size of an event record (§7.3). */
@@ -83,36 +83,34 @@ const CLASS_VALUES: Readonly<Record<number, string>> = Object.freeze({
 // Shared fields
 // ---------------------------------------------------------------------------------------------
 
-function shared<N extends string>(name: N, hi: number, lo: number, extra: FieldExtra = {}): NamedField<N> {
-  return fld(name, hi, lo, extra);
-}
-
 /**
  * The fields several records share, at the positions every record that has them uses (§7.3).
- * Hot-path writers set them with setBits on u32 words.
+ * Hot-path writers set them with setBits on u32 words. Keys are the field names except where one
+ * name has two placements: Reason16 [79:64] / Reason32 [95:64] (both named Reason), InputAddr
+ * [191:128] / InputAddrPage [191:140] (both named InputAddr), and IMPDEF (IMPDEF_127_112).
  */
 export const EVENT_F = Object.freeze({
-  EventID: shared('EventID', 7, 0, { linux: 'EVTQ_0_ID', doc: 'Event number' }),
-  SSV: shared('SSV', 11, 11, { linux: 'EVTQ_0_SSV', doc: 'SubstreamID valid' }),
-  SubstreamID: shared('SubstreamID', 31, 12, { linux: 'EVTQ_0_SSID', doc: 'SubstreamID of the transaction (UNKNOWN when SSV == 0)' }),
-  StreamID: shared('StreamID', 63, 32, { linux: 'EVTQ_0_SID', doc: 'StreamID of the transaction' }),
-  STAG: shared('STAG', 79, 64, { linux: 'EVTQ_1_STAG', doc: 'Stall tag, for CMD_RESUME / CMD_STALL_TERM' }),
-  Reason16: shared('Reason', 79, 64, { doc: 'IMPLEMENTATION DEFINED cause' }),
-  Reason32: shared('Reason', 95, 64, { doc: 'IMPLEMENTATION DEFINED cause' }),
-  GPCF: shared('GPCF', 80, 80, { doc: 'The abort arose from a Granule Protection Check fault (§3.25.3)' }),
-  Stall: shared('Stall', 95, 95, { linux: 'EVTQ_1_STALL', doc: 'The transaction is stalled' }),
-  PnU: shared('PnU', 97, 97, { linux: 'EVTQ_1_PnU', doc: '1: privileged' }),
-  InD: shared('InD', 98, 98, { linux: 'EVTQ_1_InD', doc: '1: instruction' }),
-  RnW: shared('RnW', 99, 99, { linux: 'EVTQ_1_RnW', doc: '1: read, 0: write' }),
-  NSIPA: shared('NSIPA', 102, 102, { doc: 'Secure stream, stage 2 fault: the IPA was Non-secure' }),
-  S2: shared('S2', 103, 103, { linux: 'EVTQ_1_S2', doc: '1: stage 2 fault' }),
-  CLASS: shared('CLASS', 105, 104, { values: CLASS_VALUES, linux: 'EVTQ_1_CLASS', doc: 'Access class: CD fetch, stage 1 table walk, or input address' }),
-  TTRnW: shared('TTRnW', 108, 108, { linux: 'EVTQ_1_TT_READ', doc: 'CLASS == TTD: 1 descriptor read, 0 descriptor write caused the fault' }),
-  IMPDEF: shared('IMPDEF_127_112', 127, 112, { doc: 'IMPLEMENTATION DEFINED' }),
-  InputAddr: shared('InputAddr', 191, 128, { linux: 'EVTQ_2_ADDR', doc: 'Input address of the transaction, all 64 bits' }),
-  InputAddrPage: shared('InputAddr', 191, 140, { shift: 12, doc: 'Input address bits [63:12]' }),
-  FetchAddr: shared('FetchAddr', 247, 195, { shift: 3, linux: 'EVTQ_3_FETCH_ADDR', doc: 'Physical address of the aborted structure or descriptor fetch, bits [55:3]' }),
-  IPA: shared('IPA', 247, 204, { shift: 12, linux: 'EVTQ_3_IPA', doc: 'Stage 2 faults: IPA bits [55:12] (CD or descriptor address for CLASS CD/TTD)' }),
+  EventID: fld('EventID', 7, 0, { linux: 'EVTQ_0_ID', doc: 'Event number' }),
+  SSV: fld('SSV', 11, 11, { linux: 'EVTQ_0_SSV', doc: 'SubstreamID valid' }),
+  SubstreamID: fld('SubstreamID', 31, 12, { linux: 'EVTQ_0_SSID', doc: 'SubstreamID of the transaction (UNKNOWN when SSV == 0)' }),
+  StreamID: fld('StreamID', 63, 32, { linux: 'EVTQ_0_SID', doc: 'StreamID of the transaction' }),
+  STAG: fld('STAG', 79, 64, { linux: 'EVTQ_1_STAG', doc: 'Stall tag, for CMD_RESUME / CMD_STALL_TERM' }),
+  Reason16: fld('Reason', 79, 64, { doc: 'IMPLEMENTATION DEFINED cause' }),
+  Reason32: fld('Reason', 95, 64, { doc: 'IMPLEMENTATION DEFINED cause' }),
+  GPCF: fld('GPCF', 80, 80, { doc: 'The abort arose from a Granule Protection Check fault (§3.25.3)' }),
+  Stall: fld('Stall', 95, 95, { linux: 'EVTQ_1_STALL', doc: 'The transaction is stalled' }),
+  PnU: fld('PnU', 97, 97, { linux: 'EVTQ_1_PnU', doc: '1: privileged' }),
+  InD: fld('InD', 98, 98, { linux: 'EVTQ_1_InD', doc: '1: instruction' }),
+  RnW: fld('RnW', 99, 99, { linux: 'EVTQ_1_RnW', doc: '1: read, 0: write' }),
+  NSIPA: fld('NSIPA', 102, 102, { doc: 'Secure stream, stage 2 fault: the IPA was Non-secure' }),
+  S2: fld('S2', 103, 103, { linux: 'EVTQ_1_S2', doc: '1: stage 2 fault' }),
+  CLASS: fld('CLASS', 105, 104, { values: CLASS_VALUES, linux: 'EVTQ_1_CLASS', doc: 'Access class: CD fetch, stage 1 table walk, or input address' }),
+  TTRnW: fld('TTRnW', 108, 108, { linux: 'EVTQ_1_TT_READ', doc: 'CLASS == TTD: 1 descriptor read, 0 descriptor write caused the fault' }),
+  IMPDEF: fld('IMPDEF_127_112', 127, 112, { doc: 'IMPLEMENTATION DEFINED' }),
+  InputAddr: fld('InputAddr', 191, 128, { linux: 'EVTQ_2_ADDR', doc: 'Input address of the transaction, all 64 bits' }),
+  InputAddrPage: fld('InputAddr', 191, 140, { shift: 12, doc: 'Input address bits [63:12]' }),
+  FetchAddr: fld('FetchAddr', 247, 195, { shift: 3, linux: 'EVTQ_3_FETCH_ADDR', doc: 'Physical address of the aborted structure or descriptor fetch, bits [55:3]' }),
+  IPA: fld('IPA', 247, 204, { shift: 12, linux: 'EVTQ_3_IPA', doc: 'Stage 2 faults: IPA bits [55:12] (CD or descriptor address for CLASS CD/TTD)' }),
 });
 
 const EF = EVENT_F;
@@ -137,7 +135,7 @@ function eventIdField(id: number, name: string): NamedField<'EventID'> {
   return fld('EventID', EF.EventID.lsb + EF.EventID.width - 1, EF.EventID.lsb, { linux: EF.EventID.linux, doc: EF.EventID.doc, values: Object.freeze({ [id]: name }) });
 }
 
-function eventLayout0<N extends string>(
+function archLayout<N extends string>(
   name: ArchitectedEventName,
   section: string,
   fields: readonly NamedField<N>[],
@@ -151,28 +149,34 @@ function eventLayout0<N extends string>(
   return Object.freeze({ ...layout, id, ...(linux !== undefined ? { linux } : {}) });
 }
 
+/** dword 0 of records whose figure is an image, or whose dword 0 rows lost their labels in text. */
+const DW0_UNVERIFIED = ['SSV', 'SubstreamID', 'StreamID'] as const;
+
 /** The fault-record fields of F_TRANSLATION, F_ADDR_SIZE, F_ACCESS and F_PERMISSION. */
 const FAULT = [
   ...COMMON, EF.STAG, EF.Stall, EF.PnU, EF.InD, EF.RnW, EF.NSIPA, EF.S2, EF.CLASS, EF.IMPDEF, EF.InputAddr, EF.IPA,
 ] as const;
 /** Positions of the fault records come from Linux EVTQ_* and EDK2: the §7.3.13-16 figures are images. */
-const FAULT_UNVERIFIED = ['STAG', 'Stall', 'PnU', 'InD', 'RnW', 'NSIPA', 'S2', 'CLASS', 'IMPDEF_127_112', 'InputAddr', 'IPA'] as const;
+const FAULT_UNVERIFIED = [...DW0_UNVERIFIED, 'STAG', 'Stall', 'PnU', 'InD', 'RnW', 'NSIPA', 'S2', 'CLASS', 'IMPDEF_127_112', 'InputAddr', 'IPA'] as const;
 
 /** Every architected event record, by name. */
 export const EVENT_LAYOUTS = Object.freeze({
   /** §7.3.2: figure in text. InD/PnU are the incoming attributes, not the post-STE ones. */
-  F_UUT: eventLayout0('F_UUT', '7.3.2', [...COMMON, EF.Reason16, EF.PnU, EF.InD, EF.RnW, EF.InputAddr]),
+  F_UUT: archLayout('F_UUT', '7.3.2', [...COMMON, EF.Reason16, EF.PnU, EF.InD, EF.RnW, EF.InputAddr]),
   /** §7.3.3: dword 0 only. */
-  C_BAD_STREAMID: eventLayout0('C_BAD_STREAMID', '7.3.3', [...COMMON]),
-  /** §7.3.4: figure in text; Reason at [79:64] as in F_VMS_FETCH (§7.3.20). */
-  F_STE_FETCH: eventLayout0('F_STE_FETCH', '7.3.4', [...COMMON, EF.Reason16, EF.GPCF, EF.FetchAddr]),
+  C_BAD_STREAMID: archLayout('C_BAD_STREAMID', '7.3.3', [...COMMON]),
+  /**
+   * §7.3.4: the figure's text gives FetchAddr [247:195] and GPCF [80]; its dword 0 and Reason
+   * labels are lost, so those follow F_VMS_FETCH (§7.3.20) and EDK2.
+   */
+  F_STE_FETCH: archLayout('F_STE_FETCH', '7.3.4', [...COMMON, EF.Reason16, EF.GPCF, EF.FetchAddr], [...DW0_UNVERIFIED, 'Reason']),
   /** §7.3.5: dword 0 only. */
-  C_BAD_STE: eventLayout0('C_BAD_STE', '7.3.5', [...COMMON]),
+  C_BAD_STE: archLayout('C_BAD_STE', '7.3.5', [...COMMON]),
   /**
    * §7.3.6: figure is an image; positions from EDK2. R/W/X/PRIV are the permissions the ATS
    * Translation Request asked for; Span is the number of STUs requested.
    */
-  F_BAD_ATS_TREQ: eventLayout0('F_BAD_ATS_TREQ', '7.3.6', [
+  F_BAD_ATS_TREQ: archLayout('F_BAD_ATS_TREQ', '7.3.6', [
     ...COMMON,
     fld('Span', 67, 64, { doc: 'Number of STUs requested' }),
     fld('PRIV', 92, 92, { doc: 'Privileged access requested' }),
@@ -180,40 +184,43 @@ export const EVENT_LAYOUTS = Object.freeze({
     fld('W', 94, 94, { doc: 'Write requested (== !NW)' }),
     fld('R', 95, 95, { doc: 'Read requested (always 1 for PCIe ATS)' }),
     EF.InputAddrPage,
-  ], ['SSV', 'SubstreamID', 'Span', 'PRIV', 'X', 'W', 'R', 'InputAddr']),
+  ], [...DW0_UNVERIFIED, 'Span', 'PRIV', 'X', 'W', 'R', 'InputAddr']),
   /** §7.3.7: figure in text: only the event number and StreamID; bits [31:8] are RES0. */
-  F_STREAM_DISABLED: eventLayout0('F_STREAM_DISABLED', '7.3.7', [EF.EventID, EF.StreamID]),
-  /** §7.3.8: figure partly in text (no SubstreamID, RnW at [99]); InputAddr row from EDK2. */
-  F_TRANSL_FORBIDDEN: eventLayout0('F_TRANSL_FORBIDDEN', '7.3.8', [EF.EventID, EF.StreamID, EF.RnW, EF.InputAddr], ['InputAddr']),
+  F_STREAM_DISABLED: archLayout('F_STREAM_DISABLED', '7.3.7', [EF.EventID, EF.StreamID]),
+  /**
+   * §7.3.8: the figure's text gives RnW [99] and no SubstreamID in dword 0; the StreamID and
+   * InputAddr rows lost their labels (EDK2 places them as in the other records).
+   */
+  F_TRANSL_FORBIDDEN: archLayout('F_TRANSL_FORBIDDEN', '7.3.8', [EF.EventID, EF.StreamID, EF.RnW, EF.InputAddr], ['StreamID', 'InputAddr']),
   /** §7.3.9: figure in text; SubstreamID always valid (no SSV, bits [11:8] RES0). */
-  C_BAD_SUBSTREAMID: eventLayout0('C_BAD_SUBSTREAMID', '7.3.9', [EF.EventID, EF.SubstreamID, EF.StreamID]),
+  C_BAD_SUBSTREAMID: archLayout('C_BAD_SUBSTREAMID', '7.3.9', [EF.EventID, EF.SubstreamID, EF.StreamID]),
   /** §7.3.10: figure is an image; laid out as F_STE_FETCH (EDK2; GPCF from §3.25). */
-  F_CD_FETCH: eventLayout0('F_CD_FETCH', '7.3.10', [...COMMON, EF.Reason16, EF.GPCF, EF.FetchAddr], ['Reason', 'FetchAddr']),
+  F_CD_FETCH: archLayout('F_CD_FETCH', '7.3.10', [...COMMON, EF.Reason16, EF.GPCF, EF.FetchAddr], [...DW0_UNVERIFIED, 'Reason', 'FetchAddr']),
   /** §7.3.11: dword 0 only. */
-  C_BAD_CD: eventLayout0('C_BAD_CD', '7.3.11', [...COMMON]),
+  C_BAD_CD: archLayout('C_BAD_CD', '7.3.11', [...COMMON]),
   /** §7.3.12: figure is an image; positions from Linux and EDK2 (GPCF from §3.25). */
-  F_WALK_EABT: eventLayout0('F_WALK_EABT', '7.3.12', [
+  F_WALK_EABT: archLayout('F_WALK_EABT', '7.3.12', [
     ...COMMON, EF.Reason16, EF.GPCF, EF.PnU, EF.InD, EF.RnW, EF.NSIPA, EF.S2, EF.CLASS, EF.InputAddr, EF.FetchAddr,
-  ], ['Reason', 'PnU', 'InD', 'RnW', 'NSIPA', 'S2', 'CLASS', 'InputAddr', 'FetchAddr']),
+  ], [...DW0_UNVERIFIED, 'Reason', 'PnU', 'InD', 'RnW', 'NSIPA', 'S2', 'CLASS', 'InputAddr', 'FetchAddr']),
   /** §7.3.13. */
-  F_TRANSLATION: eventLayout0('F_TRANSLATION', '7.3.13', [...FAULT], FAULT_UNVERIFIED),
+  F_TRANSLATION: archLayout('F_TRANSLATION', '7.3.13', [...FAULT], FAULT_UNVERIFIED),
   /** §7.3.14. */
-  F_ADDR_SIZE: eventLayout0('F_ADDR_SIZE', '7.3.14', [...FAULT], FAULT_UNVERIFIED),
+  F_ADDR_SIZE: archLayout('F_ADDR_SIZE', '7.3.14', [...FAULT], FAULT_UNVERIFIED),
   /** §7.3.15. */
-  F_ACCESS: eventLayout0('F_ACCESS', '7.3.15', [...FAULT], FAULT_UNVERIFIED),
+  F_ACCESS: archLayout('F_ACCESS', '7.3.15', [...FAULT], FAULT_UNVERIFIED),
   /**
    * §7.3.16: as the other fault records plus TTRnW. The v3.4 Overlay, AssuredOnly and DirtyBit
    * fields are not modelled: their positions are only in the figure (an image).
    */
-  F_PERMISSION: eventLayout0('F_PERMISSION', '7.3.16', [...FAULT, EF.TTRnW], [...FAULT_UNVERIFIED, 'TTRnW']),
+  F_PERMISSION: archLayout('F_PERMISSION', '7.3.16', [...FAULT, EF.TTRnW], [...FAULT_UNVERIFIED, 'TTRnW']),
   /** §7.3.17: figure is an image (only IPA ending at bit 247 is in text); positions from EDK2. */
-  F_TLB_CONFLICT: eventLayout0('F_TLB_CONFLICT', '7.3.17', [
+  F_TLB_CONFLICT: archLayout('F_TLB_CONFLICT', '7.3.17', [
     ...COMMON, EF.Reason32, EF.PnU, EF.InD, EF.RnW, EF.NSIPA, EF.S2, EF.InputAddr, EF.IPA,
-  ], ['Reason', 'PnU', 'InD', 'RnW', 'NSIPA', 'S2', 'InputAddr', 'IPA']),
+  ], [...DW0_UNVERIFIED, 'Reason', 'PnU', 'InD', 'RnW', 'NSIPA', 'S2', 'InputAddr', 'IPA']),
   /** §7.3.18: figure in text. */
-  F_CFG_CONFLICT: eventLayout0('F_CFG_CONFLICT', '7.3.18', [...COMMON, EF.Reason32]),
+  F_CFG_CONFLICT: archLayout('F_CFG_CONFLICT', '7.3.18', [...COMMON, EF.Reason32]),
   /** §7.3.19: figure in text. Span is in 4KB units; the flags are the anticipated accesses. */
-  E_PAGE_REQUEST: eventLayout0('E_PAGE_REQUEST', '7.3.19', [
+  E_PAGE_REQUEST: archLayout('E_PAGE_REQUEST', '7.3.19', [
     ...COMMON,
     fld('uX', 97, 97, { doc: 'Unprivileged execute anticipated' }),
     fld('uW', 98, 98, { doc: 'Unprivileged write anticipated' }),
@@ -225,7 +232,7 @@ export const EVENT_LAYOUTS = Object.freeze({
     EF.InputAddrPage,
   ]),
   /** §7.3.20: figure in text. */
-  F_VMS_FETCH: eventLayout0('F_VMS_FETCH', '7.3.20', [...COMMON, EF.Reason16, EF.GPCF, EF.FetchAddr]),
+  F_VMS_FETCH: archLayout('F_VMS_FETCH', '7.3.20', [...COMMON, EF.Reason16, EF.GPCF, EF.FetchAddr]),
 });
 
 /** Raw dwords 1–3 of records whose content the spec does not define. */

@@ -178,11 +178,28 @@ export function featureSyntax(): string {
 }
 
 /**
+ * Architectural dependencies between features (§6.3.1, §6.3.2, §6.3.4, §6.3.6): a feature whose ID
+ * field is RES0 unless another feature is present. `needs` says when `member` may be on.
+ */
+const DEPENDENCIES: readonly { readonly member: keyof SmmuFeatures; readonly needs: (f: SmmuFeatures) => boolean; readonly why: string }[] = [
+  { member: 'hyp', needs: (f) => f.s1 && f.s2, why: 'hyp needs s1 and s2 (IDR0.Hyp is RES0 otherwise, §6.3.1)' },
+  { member: 'vmw', needs: (f) => f.s2, why: 'vmw needs s2 (§6.3.1)' },
+  { member: 'cd2l', needs: (f) => f.s1, why: 'cd2l needs s1 (§6.3.1)' },
+  { member: 'pri', needs: (f) => f.ats, why: 'pri needs ats (IDR0.PRI is RES0 when ATS == 0, §6.3.1)' },
+  { member: 'dpt', needs: (f) => f.ats, why: 'dpt needs ats (§6.3.4)' },
+  { member: 'ds', needs: (f) => (f.gran4k || f.gran16k) && f.vax >= 1, why: 'ds needs gran4k or gran16k, and vax=1 (§6.3.6)' },
+  { member: 'ecmdq', needs: (f) => f.msi && f.coherent, why: 'ecmdq needs msi and coherent (§6.3.2)' },
+];
+
+/**
  * Parse a comma-separated feature list such as `no-s1,no-ril,sidsize=8` on top of `base`.
+ * Turning a feature off also turns off the features that architecturally depend on it (no-s1
+ * removes hyp and cd2l) unless the same list asks for them explicitly, which is then an error.
  * Throws an Error naming the first word it does not understand.
  */
 export function parseFeatures(text: string, base: SmmuFeatures = FULL_FEATURES): SmmuFeatures {
   const out: Record<string, unknown> = { ...base };
+  const explicit = new Set<string>();
   for (const raw of text.split(',')) {
     const word = raw.trim().toLowerCase();
     if (word === '') continue;
@@ -203,6 +220,7 @@ export function parseFeatures(text: string, base: SmmuFeatures = FULL_FEATURES):
         throw new Error(`feature ${key}=${val}: expected an integer in ${spec[2]}..${spec[3]}`);
       }
       out[spec[1]] = n;
+      explicit.add(spec[1]);
       continue;
     }
     const on = !word.startsWith('no-');
@@ -210,23 +228,35 @@ export function parseFeatures(text: string, base: SmmuFeatures = FULL_FEATURES):
     const member = (Object.keys(SWITCHES) as (keyof typeof SWITCHES)[]).find((k) => SWITCHES[k] === name);
     if (member === undefined) throw new Error(`unknown feature '${word}' (known: ${featureSyntax()})`);
     out[member] = on;
+    explicit.add(member);
   }
+  const f = out as unknown as Record<keyof SmmuFeatures, unknown> & SmmuFeatures;
+  for (const d of DEPENDENCIES) {
+    if (f[d.member] === true && !d.needs(f) && !explicit.has(d.member)) (out as Record<string, unknown>)[d.member] = false;
+  }
+  if (!f.ecmdq && !explicit.has('ecmdqLog2NumP')) out.ecmdqLog2NumP = 0;
+  if (!f.ecmdq && !explicit.has('ecmdqLog2NumQ')) out.ecmdqLog2NumQ = 0;
+  if (f.sidSize >= 7 && !f.stLevel2 && !explicit.has('sidSize')) out.sidSize = 6;
   return validateFeatures(out as unknown as SmmuFeatures);
 }
 
-/**
- * Check the architectural dependencies between features (§6.3.1, §6.3.2) and return the object,
- * or throw an Error naming the conflict.
- */
-export function validateFeatures(f: SmmuFeatures): SmmuFeatures {
+/** Every architectural inconsistency in a features object (empty when consistent). */
+export function featureProblems(f: SmmuFeatures): string[] {
   const problems: string[] = [];
   if (!f.s1 && !f.s2) problems.push('at least one of s1 and s2 must be implemented (IDR0.S1P/S2P)');
-  if (f.pri && !f.ats) problems.push('pri needs ats (IDR0.PRI is RES0 when IDR0.ATS == 0)');
-  if (f.hyp && !f.s1) problems.push('hyp needs s1 (EL2 contexts are stage 1)');
-  if (f.cd2l && !f.s1) problems.push('cd2l needs s1');
+  for (const d of DEPENDENCIES) if (f[d.member] === true && !d.needs(f)) problems.push(d.why);
   if (f.sidSize >= 7 && !f.stLevel2) problems.push('sidsize >= 7 needs 2-level stream tables (IDR1.SIDSIZE, §6.3.2)');
-  if (f.ecmdq && !(f.msi && f.coherent)) problems.push('ecmdq needs msi and coherent (§6.3.2)');
   if (!f.gran4k && !f.gran16k && !f.gran64k) problems.push('at least one translation granule is needed');
+  if (f.vax >= 1 && !(f.gran64k || (f.ds && (f.gran4k || f.gran16k)))) problems.push('vax=1 needs gran64k, or ds with gran4k or gran16k (§6.3.6)');
+  if (f.oas === 6 && !(f.gran64k || f.ds)) problems.push('oas=6 (52 bits) needs gran64k or ds (§6.3.6)');
+  if (f.archMinor === 0 && (f.oas === 6 || f.vax !== 0)) problems.push('SMMUv3.0 (arch=0) has no 52-bit OAS or VA (§6.3.6)');
+  if (!f.ecmdq && (f.ecmdqLog2NumP !== 0 || f.ecmdqLog2NumQ !== 0)) problems.push('ECMDQ geometry must be 0 without ecmdq (IDR6 is RES0, §6.3.45)');
+  return problems;
+}
+
+/** Return the features, or throw an Error listing every architectural inconsistency. */
+export function validateFeatures(f: SmmuFeatures): SmmuFeatures {
+  const problems = featureProblems(f);
   if (problems.length > 0) throw new Error(`inconsistent features: ${problems.join('; ')}`);
   return f;
 }

@@ -14,7 +14,7 @@
 import type { FieldValue } from './bits.ts';
 import type { RegisterSpec } from './registers.ts';
 import type { SmmuFeatures, StallModel } from './features.ts';
-import { FULL_FEATURES, stallModelCode } from './features.ts';
+import { FULL_FEATURES, featureProblems, stallModelCode } from './features.ts';
 import {
   BBML,
   REG,
@@ -196,33 +196,13 @@ export function featuresFromIdr(v: IdrValues): SmmuFeatures {
   };
 }
 
-/** The OAS encoding for 52 bits, Reserved in SMMUv3.0 (§6.3.6). */
-const OAS_52 = 0b110;
-
 /**
  * The rules the ID register pages (§6.3.1-§6.3.6, §6.3.45) put on field combinations that `f`
- * breaks, beyond those validateFeatures checks. Each one either makes idrFromFeatures lossy (the
- * field is RES0 and reads as 0) or describes an SMMU the spec does not allow. When the list is
+ * breaks (features.ts `featureProblems`, which validateFeatures enforces). When the list is
  * empty, featuresFromIdr(idrFromFeatures(f)) equals f (with FULL_FEATURES.res0Check).
  */
 export function idrConsistencyProblems(f: SmmuFeatures): string[] {
-  const p: string[] = [];
-  if (f.vmw && !f.s2) p.push('IDR0.VMW is RES0 when S2P == 0 (§6.3.1)');
-  if (f.hyp && !(f.s1 && f.s2)) p.push('IDR0.Hyp is RES0 when S1P == 0 or S2P == 0 (§6.3.1)');
-  if (f.pri && !f.ats) p.push('IDR0.PRI is RES0 when ATS == 0 (§6.3.1)');
-  if (f.dpt && !f.ats) p.push('IDR3.DPT == 1 needs IDR0.ATS == 1 (§6.3.4)');
-  if (f.ds && !f.gran4k && !f.gran16k) p.push('IDR5.DS is RES0 when GRAN4K == 0 and GRAN16K == 0 (§6.3.6)');
-  if (f.ds && f.vax === 0) p.push('IDR5.DS == 1 needs a 52-bit VA, IDR5.VAX >= 1 (§6.3.6)');
-  if (f.vax >= 1 && !(f.gran64k || (f.ds && (f.gran4k || f.gran16k)))) {
-    p.push('IDR5.VAX >= 1 needs GRAN64K, or DS with GRAN4K or GRAN16K (§6.3.6)');
-  }
-  if (f.oas === OAS_52 && !(f.gran64k || f.ds)) p.push('IDR5.OAS = 52 bits needs GRAN64K or DS (§6.3.6)');
-  if (f.archMinor === 0 && f.oas === OAS_52) p.push('IDR5.OAS = 52 bits is Reserved in SMMUv3.0 (§6.3.6)');
-  if (f.archMinor === 0 && f.vax !== 0) p.push('IDR5.VAX is RES0 in SMMUv3.0 (§6.3.6)');
-  if (!f.ecmdq && (f.ecmdqLog2NumP !== 0 || f.ecmdqLog2NumQ !== 0)) {
-    p.push('SMMU_IDR6 is RES0 when IDR1.ECMDQ == 0, so the control-page geometry reads as 0 (§6.3.45)');
-  }
-  return p;
+  return featureProblems(f);
 }
 
 /**

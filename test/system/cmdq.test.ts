@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { REG } from '../../src/spec/registers.ts';
+import { HDR } from '../../src/mem/board.ts';
 import { CERROR_ABT, CERROR_ILL } from '../../src/spec/cerror.ts';
 import * as ring from '../../src/ring/index.ts';
 import type { System } from '../../src/system/system.ts';
@@ -46,12 +47,15 @@ describe('CMDQ ring semantics (IHI0070 G.b §3.5.1, §6.3.27-28)', () => {
     });
   }
 
-  it('consumes a full queue (PROD index == CONS index, wrap differs) and nothing when empty', async () => {
+  it('consumes a full queue (PROD index == CONS index, wrap differs), sends SEV when it drains, and nothing when empty', async () => {
     sys = await rawSystem();
     const q = await bringUp(sys, 3);
     const prod = putAll(sys, q, 0, tlbis(8));
     expect(ring.isFull(prod, 0, 3)).toBe(true);
+    const sev = Atomics.load(sys.board.i32, HDR.SEV);
     expect(await ring_(sys, prod)).toBe(0x8); // index 0, wrap 1
+    // IDR0.SEV: a WFE wake-up when a queue that was full becomes non-full (§4.1).
+    expect(await sys.waitLine(HDR.SEV, (v) => v !== sev)).toBe(sev + 1);
     // An empty doorbell (PROD == CONS) consumes nothing.
     await sys.writeReg('SMMU_CMDQ_PROD', prod);
     expect(consumed(sys)).toHaveLength(8);

@@ -27,7 +27,7 @@ describe('CMD_SYNC completion signals (IHI0070 G.b §4.7.3)', () => {
     // CONS passes the sync no later than the MSI is visible (§4.7.3); the MSI follows.
     await sys.waitMem(slot, (v) => v === 0); // the MSI overwrote it with MSIData
     expect(sys.mem.read32(slot + 4)).toBe(sync[1]); // one 32-bit write, no more
-    expect(hdr(sys, HDR.IRQ_CMD_SYNC)).toBe(lines + 1);
+    expect(await sys.waitLine(HDR.IRQ_CMD_SYNC, (v) => v !== lines)).toBe(lines + 1);
     expect(sys.counter('MSI_WRITES')).toBe(1);
   });
 
