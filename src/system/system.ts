@@ -175,6 +175,8 @@ export class System {
   readonly regs: MmioPort;
   private readonly device: Worker;
   private readonly driverWorker: Worker | undefined;
+  /** The worker threads, for diagnostics (resource usage, heap snapshots, fault injection in tests). */
+  readonly threads: { readonly device: Worker; readonly driver: Worker | undefined };
   readonly driver: DriverHandle;
   private failure: Error | undefined;
   private stopping = false;
@@ -189,7 +191,8 @@ export class System {
     this.regs = new MmioPort(board, 'smmu', policy);
     this.device = device;
     this.driverWorker = driverWorker;
-    const failed = () => this.failure;
+    this.threads = { device, driver: driverWorker };
+    const failed = () => this.failure ?? (this.stopping ? new Error('the system was stopped') : undefined);
     this.driver = driverWorker !== undefined
       ? new DriverHandle(driverWorker, Math.max(10_000, 10 * policy.timeoutMs), failed)
       : (undefined as unknown as DriverHandle);

@@ -6,7 +6,6 @@
 import { describe, expect, it } from 'vitest';
 import { System } from '../../src/system/system.ts';
 import { REG } from '../../src/spec/registers.ts';
-import { SIM_REG, SIM_EVENT_WORDS } from '../../src/spec/impdef.ts';
 import { CERROR_ILL } from '../../src/spec/cerror.ts';
 import type { DrainedEvents } from '../../src/driver/driver.ts';
 
@@ -54,13 +53,26 @@ describe.each(['msi', 'cons'] as const)('guest driver and SMMU device, %s mode',
     try {
       // Inject one F_TRANSLATION (0x10) for StreamID 0x42 through the model's IMPDEF hook.
       const rec = [0x10, 0x42, 0, 0, 0, 0, 0, 0];
-      for (let k = 0; k < SIM_EVENT_WORDS; k++) await sys.writeReg(SIM_REG.SIM_EVENT_DATA + 4 * k, rec[k]!);
-      await sys.writeReg(SIM_REG.SIM_EVENT_GO, 1);
+      await sys.injectEvent(rec);
       const ev = (await sys.driver.drainEvents()) as DrainedEvents;
       expect(ev.overflow).toBe(false);
       expect(ev.map((e) => [e.id, e.name, e.fields.StreamID, [...e.words]])).toEqual([[0x10, 'F_TRANSLATION', 0x42, rec]]);
       // The CONS write is posted (the driver does not wait for it): wait until the SMMU applied it.
       expect(await sys.waitReg(REG.SMMU_EVENTQ_CONS.name, (v) => v === 1)).toBe(1);
+    } finally {
+      await sys.stop();
+    }
+  });
+
+  it('waits for space in a full queue and never overwrites: 1000 commands through 8 entries, each once, in order', async () => {
+    const sys = await System.start({ syncMode, policy: POLICY, cmdqLog2: 3, trace: true });
+    try {
+      const cmds = Array.from({ length: 1000 }, (_, i) => ({ name: 'CMD_TLBI_NH_ASID', ASID: i, VMID: 2 }));
+      const res = await sys.driver.issue(cmds);
+      expect(res.errors).toEqual([]);
+      const asids = sys.trace().entries.filter((e) => e.json.name === 'CMD_TLBI_NH_ASID').map((e) => e.words[1]! >>> 16);
+      expect(asids).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+      expect(sys.trace().lost).toBe(0);
     } finally {
       await sys.stop();
     }
