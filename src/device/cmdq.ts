@@ -17,7 +17,10 @@ export interface CommandExecutor {
   execute(q: CommandQueue, words: Uint32Array, next: number): number;
   /** Make `q.cons` (and the queue's ERR field) visible to software. */
   publishCons(q: CommandQueue): void;
-  /** Stop `q` with `code` (§7.1): record the code, then activate the global error. */
+  /**
+   * `q` stopped on an error (`q.err` holds the code, `q.cons` the failing command): publish the
+   * code with CONS, then activate the global error, in that order (§7.1, §3.5.6.3).
+   */
   raiseError(q: CommandQueue, code: number): void;
   /** Record a consumed (or refused) command in the trace. */
   traced(q: CommandQueue, ptr: number, words: Uint32Array, outcome: number): void;
@@ -117,7 +120,6 @@ export class CommandQueue {
   private stop(code: number): void {
     this.err = code;
     this.errActive = true;
-    this.exec.publishCons(this);
     this.exec.raiseError(this, code);
   }
 }

@@ -6,11 +6,11 @@ import * as ring from '../ring/index.ts';
 import { coverMask, fieldGetNumber, getBits, mask32, type Field } from '../spec/bits.ts';
 import { CERROR_ILL, CERROR_NONE } from '../spec/cerror.ts';
 import { commandField, commandSpec, CS_SIG_IRQ, CS_SIG_SEV, OP } from '../spec/commands.ts';
-import type { SmmuFeatures } from '../spec/features.ts';
+import { ecmdqCount, type SmmuFeatures } from '../spec/features.ts';
 import { idrFromFeatures } from '../spec/idr.ts';
 import { IMPDEF_BASE, SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { checkCommand } from '../spec/legality.ts';
-import { findRegister, isPresent, modelResetValue, REG, REGISTERS, type RegisterSpec } from '../spec/registers.ts';
+import { controlPageBaseValue, controlPageCount, controlPageRegisters, ecmdqRegisterAt, ecmdqRegisterOffset, findRegister, isPresent, modelResetValue, REG, REGISTERS, type RegisterSpec } from '../spec/registers.ts';
 import { CommandQueue, type CommandExecutor } from './cmdq.ts';
 import { EventOutcome, EventQueue } from './evtq.ts';
 import { EVENT_WORDS } from '../spec/events.ts';
@@ -45,6 +45,9 @@ function maskOf(...fields: Field[]): number {
   return m >>> 0;
 }
 
+/** Writable bits of SMMU_ECMDQ_BASE<n>, per 32-bit half. */
+const ECMDQ_BASE_MASK = coverMask(R.SMMU_ECMDQ_BASE.fields, 2);
+
 /** CMD_SYNC fields, taken from the command table. */
 const SYNC = commandSpec(OP.CMD_SYNC);
 const F_CS = commandField(SYNC, 'CS')!;
@@ -55,6 +58,11 @@ export class SmmuDevice implements CommandExecutor {
   readonly regs: MmioTarget;
   readonly mem: PhysMem;
   readonly cmdq: CommandQueue;
+  /** ECMDQ n is ecmdqs[n] (trace queue id 1 + n). */
+  readonly ecmdqs: Ecmdq[];
+  /** The CMDQ and every enabled ECMDQ: the queues the consumer serves, round robin. */
+  private active: CommandQueue[];
+  private next = 0;
   readonly evtq: EventQueue;
   private readonly trace: TraceWriter;
   private readonly f: SmmuFeatures;
@@ -74,6 +82,8 @@ export class SmmuDevice implements CommandExecutor {
     this.mem = new PhysMem(board);
     this.trace = new TraceWriter(board);
     this.cmdq = new CommandQueue(TRACE_QUEUE_CMDQ, 'CMDQ', this.mem, this);
+    this.ecmdqs = Array.from({ length: ecmdqCount(opts.features) }, (_, n) => new Ecmdq(n, new CommandQueue(1 + n, `ECMDQ${n}`, this.mem, this)));
+    this.active = [this.cmdq];
     this.evtq = new EventQueue(this.mem);
 
     const f = this.f;
@@ -139,6 +149,11 @@ export class SmmuDevice implements CommandExecutor {
     this.regs.set32(R.SMMU_IIDR.offset, idr.IIDR);
     this.regs.set32(R.SMMU_AIDR.offset, idr.AIDR);
     if (this.f.ecmdq) this.regs.set32(R.SMMU_IDR6.offset, idr.IDR6);
+    // §6.3.49: each control page's BASE names where it is (an offset from page 0).
+    for (let p = 0; p < controlPageCount(this.f); p++) {
+      const base = controlPageRegisters(p).find((r) => r.width === 64)!;
+      this.regs.set32(base.offset, controlPageBaseValue(p));
+    }
   }
 
   private get32(off: number): number {
@@ -252,8 +267,13 @@ export class SmmuDevice implements CommandExecutor {
     }
   }
 
-  /** Offsets no register table row covers: the model's IMPDEF registers, or RAZ/WI (counted). */
+  /** Offsets no page 0/1 table row covers: ECMDQs, the model's IMPDEF registers, or RAZ/WI (counted). */
   private writeUnmapped(off: number, v: number): void {
+    const e = this.ecmdqs.length > 0 ? ecmdqRegisterAt(this.f, off) : undefined;
+    if (e !== undefined) {
+      this.writeEcmdq(this.ecmdqs[e.n]!, e.spec.name, off, v);
+      return;
+    }
     if (off >= SIM_REG.SIM_EVENT_DATA && off < SIM_REG.SIM_EVENT_DATA + 4 * SIM_EVENT_WORDS) {
       this.regs.set32(off, v);
       return;
@@ -325,7 +345,8 @@ export class SmmuDevice implements CommandExecutor {
     let now = old;
     // §6.3.11: TABLE_* are Guarded by SMMUEN, QUEUE_* by every queue enable.
     if (!this.enabledOrAck(e.SMMUEN)) now = (now & ~tableMask) | (v & tableMask);
-    if (!this.enabledOrAck(e.CMDQEN) && !this.enabledOrAck(e.EVENTQEN) && !this.enabledOrAck(e.PRIQEN)) {
+    const ecmdqOn = this.ecmdqs.some((x) => x.en || x.enack);
+    if (!this.enabledOrAck(e.CMDQEN) && !this.enabledOrAck(e.EVENTQEN) && !this.enabledOrAck(e.PRIQEN) && !ecmdqOn) {
       now = (now & ~queueMask) | (v & queueMask);
     }
     this.regs.set32(R.SMMU_CR1.offset, now >>> 0);
@@ -438,12 +459,94 @@ export class SmmuDevice implements CommandExecutor {
   }
 
   publishCons(q: CommandQueue): void {
+    if (q.id !== TRACE_QUEUE_CMDQ) {
+      this.publishEcmdqCons(this.ecmdqs[q.id - 1]!);
+      return;
+    }
     const f = R.SMMU_CMDQ_CONS.f;
     this.regs.set32(R.SMMU_CMDQ_CONS.offset, ((q.err << f.ERR.lsb) & mask32(f.ERR)) | q.cons);
   }
 
-  raiseError(_q: CommandQueue, _code: number): void {
-    this.activateGerror(R.SMMU_GERROR.f.CMDQ_ERR);
+  raiseError(q: CommandQueue, _code: number): void {
+    if (q.id === TRACE_QUEUE_CMDQ) {
+      // §7.1: CONS.ERR holds the code before GERROR.CMDQ_ERR becomes visible.
+      this.publishCons(q);
+      this.activateGerror(R.SMMU_GERROR.f.CMDQ_ERR);
+      return;
+    }
+    // §3.5.6.3: toggle CONS.ERR with ERR_REASON and RD on the failing command, then report in
+    // GERROR.CMDQP_ERR if that is not already active. The queue halts while ERR != PROD.ERRACK.
+    const e = this.ecmdqs[q.id - 1]!;
+    e.err ^= 1;
+    this.publishEcmdqCons(e);
+    this.activateGerror(R.SMMU_GERROR.f.CMDQP_ERR);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // ECMDQs (§3.5.6, §6.3.107-109)
+  // -------------------------------------------------------------------------------------------
+
+  private ecmdqOffset(e: Ecmdq, which: 'BASE' | 'PROD' | 'CONS'): number {
+    return ecmdqRegisterOffset(this.f, e.n, which);
+  }
+
+  private publishEcmdqCons(e: Ecmdq): void {
+    const f = R.SMMU_ECMDQ_CONS.f;
+    const v = (e.enack << f.ENACK.lsb) | ((e.q.err << f.ERR_REASON.lsb) & mask32(f.ERR_REASON)) | (e.err << f.ERR.lsb) | e.q.cons;
+    this.regs.set32(this.ecmdqOffset(e, 'CONS'), v >>> 0);
+  }
+
+  private writeEcmdq(e: Ecmdq, name: string, off: number, v: number): void {
+    const disabled = !e.en && !e.enack;
+    switch (name) {
+      case 'SMMU_ECMDQ_BASE': {
+        // §6.3.107: RW only while the queue is disabled (EN == ENACK == 0).
+        if (!disabled) return;
+        const half = (off - this.ecmdqOffset(e, 'BASE')) >>> 2;
+        this.regs.set32(off, v & ECMDQ_BASE_MASK[half]!);
+        return;
+      }
+      case 'SMMU_ECMDQ_CONS': {
+        // §6.3.109: RW only while disabled; ENACK is the SMMU's. Software may set RD (and ERR,
+        // to make it consistent with PROD.ERRACK before enabling, §3.5.6.3).
+        if (!disabled) return;
+        const f = R.SMMU_ECMDQ_CONS.f;
+        e.q.cons = v & mask32(f.RD);
+        e.err = getBits([v], f.ERR.lsb, 1);
+        this.publishEcmdqCons(e);
+        return;
+      }
+      case 'SMMU_ECMDQ_PROD': {
+        // §6.3.108: RW when EN == ENACK (the model completes transitions at once, so always).
+        const f = R.SMMU_ECMDQ_PROD.f;
+        const now = v & maskOf(f.EN, f.ERRACK, f.WR);
+        this.regs.set32(off, now);
+        const en = getBits([now], f.EN.lsb, 1) === 1;
+        e.errack = getBits([now], f.ERRACK.lsb, 1);
+        e.q.prod = now & mask32(f.WR);
+        if (en && !e.en) {
+          const base = this.ecmdqOffset(e, 'BASE');
+          const b = R.SMMU_ECMDQ_BASE.f;
+          const lo = this.get32(base);
+          const hi = this.get32(base + 4);
+          e.q.configure(fieldGetNumber([lo, hi], b.ADDR), getBits([lo], b.LOG2SIZE.lsb, b.LOG2SIZE.width), this.f.cmdqs);
+          e.q.enabled = true;
+          this.active.push(e.q);
+        } else if (!en && e.en) {
+          // §3.5.6.2: ENACK = 0 once consumption has stopped (it has: the consumer runs between
+          // register writes), even if ERRACK != ERR.
+          e.q.enabled = false;
+          this.active = this.active.filter((q) => q !== e.q);
+        }
+        e.en = en;
+        e.enack = en ? 1 : 0;
+        // The queue consumes only while ERRACK == ERR (§3.5.6.3). Enabling with a mismatch is
+        // CONSTRAINED UNPREDICTABLE: the model keeps the queue halted until they match.
+        e.q.errActive = e.errack !== e.err;
+        this.publishEcmdqCons(e);
+        return;
+      }
+    }
   }
 
   traced(q: CommandQueue, ptr: number, words: Uint32Array, outcome: number): void {
@@ -502,10 +605,26 @@ export class SmmuDevice implements CommandExecutor {
         took = true;
       }
       if (took) this.regs.done();
-      const n = this.cmdq.runnable ? this.cmdq.consume(CONSUME_CHUNK) : 0;
+      const n = this.consumeRoundRobin();
       if (!took && n === 0) return worked;
       worked = true;
     }
+  }
+
+  /**
+   * One chunk from each runnable queue, starting after the queue served first last time, so no
+   * queue starves another (§3.5.6.1 permits any schedule; round robin is the fair one).
+   */
+  private consumeRoundRobin(): number {
+    const qs = this.active;
+    const k = qs.length;
+    let n = 0;
+    for (let i = 0; i < k; i++) {
+      const q = qs[(this.next + i) % k]!;
+      if (q.runnable) n += q.consume(CONSUME_CHUNK);
+    }
+    this.next = k > 0 ? (this.next + 1) % k : 0;
+    return n;
   }
 
   /** Run until the board asks to stop. Idles by the policy: spin, sleep, or spin then sleep. */
@@ -534,4 +653,18 @@ export class SmmuDevice implements CommandExecutor {
       }
     }
   }
+}
+
+/** An ECMDQ's state beyond its consumer: the enable handshake and the error toggle (§3.5.6). */
+class Ecmdq {
+  /** PROD.EN as software last wrote it. */
+  en = false;
+  /** CONS.ENACK. */
+  enack = 0;
+  /** CONS.ERR: toggled by the SMMU on each error. */
+  err = 0;
+  /** PROD.ERRACK as software last wrote it. */
+  errack = 0;
+
+  constructor(readonly n: number, readonly q: CommandQueue) {}
 }
