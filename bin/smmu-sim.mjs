@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const source = `${root}src/cli/main.ts`;
-const built = `${root}dist/cli/main.js`;
+const built = `${root}dist/src/cli/main.js`;
 
 let entry = built;
 if (existsSync(source)) {
