@@ -74,7 +74,7 @@ export class SmmuDevice implements CommandExecutor {
   private readonly irqCtrlMask: number;
   private readonly gerrorMask: number;
   private readonly cr2Mask: number;
-  private readonly take: MmioWrite = { off: 0, wide: false, lo: 0, hi: 0 };
+  private readonly take: MmioWrite = { off: 0, wide: false, dma: false, lo: 0, hi: 0 };
 
   constructor(readonly board: Board, readonly opts: DeviceOptions) {
     this.f = opts.features;

@@ -113,10 +113,14 @@ export interface BoardConfig {
   readonly ramBytes?: number;
   /** Records in the trace ring, a power of two, or 0 for no trace (default 0). */
   readonly traceRecords?: number;
+  /** DMA ports for DMA masters (dma.ts), default 4. */
+  readonly dmaPorts?: number;
 }
 
 /** Words per trace record (see device/trace.ts for their meaning). */
 export const TRACE_RECORD_WORDS = 8;
+/** Words per DMA port (see dma.ts). */
+export const DMA_PORT_WORDS = 16;
 
 export interface WindowLayout {
   readonly name: string;
@@ -136,6 +140,8 @@ export interface BoardLayout {
   readonly ram: { readonly base: number; readonly bytes: number; readonly offset: number };
   /** Int32 index of the trace ring's first record, and its capacity in records (0: no trace). */
   readonly trace: { readonly index: number; readonly records: number };
+  /** Int32 index of the first DMA port, and the number of ports (16 words each, dma.ts). */
+  readonly dma: { readonly index: number; readonly ports: number };
 }
 
 export const DEFAULT_RAM_BASE = 0x4000_0000;
@@ -173,6 +179,10 @@ export function planBoard(cfg: BoardConfig): BoardLayout {
   }
   const trace = { index: at / 4, records: traceRecords };
   at += traceRecords * TRACE_RECORD_WORDS * 4;
+  const dmaPorts = cfg.dmaPorts ?? 4;
+  if (!Number.isInteger(dmaPorts) || dmaPorts < 0 || dmaPorts > 256) throw new Error(`dmaPorts ${dmaPorts} must be an integer in 0..256`);
+  const dma = { index: at / 4, ports: dmaPorts };
+  at += dmaPorts * DMA_PORT_WORDS * 4;
   at = alignUp(at, PAGE_64K);
   const windows: WindowLayout[] = [];
   cfg.windows.forEach((w, i) => {
@@ -187,7 +197,7 @@ export function planBoard(cfg: BoardConfig): BoardLayout {
   for (let i = 1; i < spans.length; i++) {
     if (spans[i]![1] < spans[i - 1]![2]) throw new Error(`${spans[i - 1]![0]} and ${spans[i]![0]} overlap in the physical address map`);
   }
-  return { totalBytes: at + ramBytes, windows, ram: { base: ramBase, bytes: ramBytes, offset: at }, trace };
+  return { totalBytes: at + ramBytes, windows, ram: { base: ramBase, bytes: ramBytes, offset: at }, trace, dma };
 }
 
 /** Views over one board. Cheap to construct: each worker builds its own from the buffer. */

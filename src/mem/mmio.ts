@@ -26,6 +26,11 @@ import { DEFAULT_WAIT, notifySleepers, waitFor, WaitTimeout, type WaitPolicy } f
 
 /** ADDR word of a slot: the byte offset in the window, plus flags. */
 export const MMIO_WIDE = 0x8000_0000;
+/**
+ * Not a register write: a DMA master's doorbell. `off` is the DMA port number (see dma.ts). It
+ * travels the same bus so that a request is ordered after the master's earlier register writes.
+ */
+export const MMIO_DMA = 0x4000_0000;
 const OFFSET_MASK = 0x00ff_ffff;
 
 function seqIndex(w: WindowLayout, ticket: number): number {
@@ -129,6 +134,16 @@ export class MmioPort {
     return n;
   }
 
+  /** Ring DMA port `port`'s doorbell (dma.ts): blocking in a worker while the FIFO is full. */
+  postDma(port: number): void {
+    this.post((port & OFFSET_MASK) | MMIO_DMA, 0, 0);
+  }
+
+  /** Non-blocking DMA doorbell for the main thread; false when the FIFO is full. */
+  tryPostDma(port: number): boolean {
+    return this.tryPost((port & OFFSET_MASK) | MMIO_DMA, 0, 0);
+  }
+
   /** True when every write this port made has been applied by the device. */
   isApplied(): boolean {
     if (this.last === undefined) return true;
@@ -196,6 +211,8 @@ export interface MmioWrite {
   off: number;
   /** True for a 64-bit access. */
   wide: boolean;
+  /** True for a DMA doorbell: `off` is the DMA port number. */
+  dma: boolean;
   lo: number;
   hi: number;
 }
@@ -232,6 +249,7 @@ export class MmioTarget {
     const addr = this.u32[seq + 1]!;
     out.off = addr & OFFSET_MASK;
     out.wide = (addr & MMIO_WIDE) !== 0;
+    out.dma = (addr & MMIO_DMA) !== 0;
     out.lo = this.u32[seq + 2]!;
     out.hi = this.u32[seq + 3]!;
     Atomics.store(this.i32, seq, (h + this.window.fifoSlots) | 0);
