@@ -1,10 +1,10 @@
-import { parse, type Io } from './args.ts';
+import { parse, UsageError, type Io } from './args.ts';
 import { commandTextLine } from './decode.ts';
 import { encodeCommandWords, type CommandInput } from '../spec/command-codec.ts';
 import { FULL_FEATURES } from '../spec/features.ts';
 import { System } from '../system/system.ts';
 
-export const DEMO_HELP = `usage: smmu-sim demo [--policy spin|hybrid|wait]
+export const DEMO_HELP = `usage: smmu-sim demo [--policy spin|hybrid|wait] [--trace [--json]]
 
 A short tour, under a few seconds: decode and check a handful of commands against the
 architecture, then boot the model (the SMMU in one worker, a guest driver in another, one
@@ -13,6 +13,9 @@ watch the architected error (CMDQ_CONS.ERR, GERROR.CMDQ_ERR) and the driver's re
 
 options:
   --policy P   how the device and driver wait: spin, hybrid (default) or wait
+  --trace      print the device's whole command trace at the end: every command it
+               consumed or refused, with queue, index and outcome
+  --json       with --trace, the trace as JSON lines on stdout (the tour goes to stderr)
   -h, --help   this text
 `;
 
@@ -27,8 +30,10 @@ const SAMPLES: readonly (readonly [string, CommandInput])[] = [
 ];
 
 export async function demoMain(argv: string[], io: Io): Promise<number> {
-  const { values } = parse('demo', argv, { policy: { type: 'string' } } as const);
-  const say = (s = '') => io.out(`${s}\n`);
+  const { values } = parse('demo', argv, { policy: { type: 'string' }, trace: { type: 'boolean' }, json: { type: 'boolean' } } as const);
+  if (values.json && !values.trace) throw new UsageError('demo: --json goes with --trace');
+  const jsonTrace = values.trace === true && values.json === true;
+  const say = (s = '') => (jsonTrace ? io.err(`${s}\n`) : io.out(`${s}\n`));
 
   say('smmu-sim demo: decode and check commands (IHI0070 G.b §4), every optional feature on');
   for (const [why, c] of SAMPLES) {
@@ -55,8 +60,14 @@ export async function demoMain(argv: string[], io: Io): Promise<number> {
     for (const e of r2.errors) say(`  the SMMU stopped at queue index 0x${e.index.toString(16)}: CMDQ_CONS.ERR = ${e.name} (${e.code}), GERROR.CMDQ_ERR toggled`);
     say(`  the driver replaced it with a CMD_SYNC, acknowledged GERRORN, and the queue went on: GERROR=0x${sys.readReg('SMMU_GERROR').toString(16)} GERRORN=0x${sys.readReg('SMMU_GERRORN').toString(16)}`);
     say();
-    say('The device\'s trace of every command it consumed:');
-    for (const e of sys.trace().entries.slice(-8)) say(`  ${e.text}`);
+    const trace = sys.trace();
+    if (values.trace) {
+      say(`The device's trace: ${trace.entries.length} commands${trace.lost ? `, ${trace.lost} records lost` : ''}`);
+      for (const e of trace.entries) (jsonTrace ? io.out(`${JSON.stringify(e.json)}\n`) : say(`  ${e.text}`));
+    } else {
+      say('The last commands the device consumed (--trace shows all):');
+      for (const e of trace.entries.slice(-8)) say(`  ${e.text}`);
+    }
     const c = sys.counters();
     say();
     say(`counters: ${c.COMMANDS_CONSUMED} consumed, ${c.COMMAND_ERRORS} refused, ${c.CMD_SYNCS} syncs, ${c.MSI_WRITES} MSIs, ${c.MMIO_WRITES} register writes`);
