@@ -42,7 +42,7 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
     const r = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return r as never;
   } catch (e) {
-    const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option');
+    const msg = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^(Unknown option|Option)/, (m) => m.toLowerCase());
     throw new UsageError(`${command}: ${msg}`);
   }
 }

@@ -21,7 +21,8 @@ the reason and the spec section.
 options:
   --json             one JSON object per line: {"opcode","name","fields","res0","legal",
                      "error","reason","rule","section","outOfRange"}; values wider than 32
-                     bits are hex strings
+                     bits are hex strings; error, reason, rule and section are null for a
+                     legal command
   --features LIST    the SMMU to check against (default: every optional feature, largest
                      ID sizes). LIST is comma-separated: ${featureSyntax()}
                      e.g. --features no-s1,no-ril,sidsize=8
@@ -64,12 +65,14 @@ export function commandJsonLine(words: Uint32Array, features: SmmuFeatures): str
     first = false;
   }
   s += `},"res0":[${d.res0.join(',')}],"legal":${v.ok}`;
-  if (!v.ok) {
+  // Every object has every documented key, so consumers can rely on one shape: the verdict's
+  // keys are null for a legal command and outOfRange is [] when nothing is out of range.
+  if (v.ok) {
+    s += ',"error":null,"reason":null,"rule":null,"section":null';
+  } else {
     s += `,"error":"${v.error}","reason":${JSON.stringify(v.finding.reason)},"rule":"${v.finding.rule}","section":"${v.finding.section}"`;
   }
-  if (v.outOfRange.length > 0) {
-    s += `,"outOfRange":${JSON.stringify(v.outOfRange.map((f) => ({ rule: f.rule, reason: f.reason, section: f.section })))}`;
-  }
+  s += v.outOfRange.length === 0 ? ',"outOfRange":[]' : `,"outOfRange":${JSON.stringify(v.outOfRange.map((f) => ({ rule: f.rule, reason: f.reason, section: f.section })))}`;
   return `${s}}`;
 }
 
@@ -104,8 +107,12 @@ export async function decodeMain(argv: string[], io: Io): Promise<number> {
 
   const out = new OutBuffer(io);
   if (positionals.length > 0) {
-    for (const p of positionals) out.line(format(p, ''));
-    out.flush();
+    // As on standard input, the lines before a bad argument are printed before its error.
+    try {
+      for (const p of positionals) out.line(format(p, ''));
+    } finally {
+      out.flush();
+    }
     return 0;
   }
   if (io.stdinIsTTY) throw new UsageError('decode: give HEX arguments or pipe commands on standard input (see --help)');

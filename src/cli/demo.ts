@@ -3,6 +3,7 @@ import { commandTextLine } from './decode.ts';
 import { encodeCommandWords, type CommandInput } from '../spec/command-codec.ts';
 import { FULL_FEATURES } from '../spec/features.ts';
 import { System } from '../system/system.ts';
+import { parseWaitPolicy } from '../mem/wait.ts';
 
 export const DEMO_HELP = `usage: smmu-sim demo [--policy spin|hybrid|wait] [--trace [--json]]
 
@@ -33,6 +34,12 @@ export async function demoMain(argv: string[], io: Io): Promise<number> {
   const { values } = parse('demo', argv, { policy: { type: 'string' }, trace: { type: 'boolean' }, json: { type: 'boolean' } } as const);
   if (values.json && !values.trace) throw new UsageError('demo: --json goes with --trace');
   const jsonTrace = values.trace === true && values.json === true;
+  let policy;
+  try {
+    policy = values.policy === undefined ? undefined : parseWaitPolicy(values.policy);
+  } catch (e) {
+    throw new UsageError(`demo: --policy: ${(e as Error).message}`);
+  }
   const say = (s = '') => (jsonTrace ? io.err(`${s}\n`) : io.out(`${s}\n`));
 
   say('smmu-sim demo: decode and check commands (IHI0070 G.b §4), every optional feature on');
@@ -43,13 +50,13 @@ export async function demoMain(argv: string[], io: Io): Promise<number> {
   say();
   say('Booting the model: SMMU device worker + guest driver worker on one SharedArrayBuffer ...');
   const started = performance.now();
-  const sys = await System.start({ trace: true, ...(values.policy ? { policy: values.policy } : {}) });
+  const sys = await System.start({ trace: true, ...(policy ? { policy } : {}) });
   try {
     const st = await sys.driver.state();
     say(`  up in ${(performance.now() - started).toFixed(0)} ms; CR0ACK=0x${sys.readReg('SMMU_CR0ACK').toString(16)}, driver waits for CMD_SYNC by ${st.features?.msi ? 'MSI polling' : 'CONS polling'}`);
 
     const r1 = await sys.driver.issue([{ name: 'CMD_TLBI_NH_VA', VMID: 1, ASID: 5, Address: 0x8d36456a6000n, Leaf: 1 }]);
-    say(`  TLBI_NH_VA + CMD_SYNC: ${r1.commands} commands, ${r1.doorbells} doorbell(s), errors: ${r1.errors.length}`);
+    say(`  TLBI_NH_VA + CMD_SYNC: ${r1.commands} command and its sync, ${r1.doorbells} doorbell, ${r1.errors.length} errors`);
 
     say('  Planting an illegal CMD_SYNC (CS = 0b11) between two good commands ...');
     const r2 = await sys.driver.issue([

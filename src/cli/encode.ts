@@ -18,6 +18,32 @@ options:
   -h, --help   this text
 `;
 
+const OPCODE_TEXT = /^(0x[0-9a-f]+|[0-9]+)$/i;
+
+/**
+ * Check the JSON types before the codec sees them: a name must be a string; an opcode, like a
+ * field value, a number or a string ("0x…", decimal, or for fields an enumeration's name).
+ */
+function commandInput(input: Record<string, unknown>, where: string): CommandInput {
+  const { name, opcode } = input;
+  if (name !== undefined && typeof name !== 'string') {
+    throw new UsageError(`encode: ${where}"name" must be a string such as "CMD_SYNC", not ${JSON.stringify(name)}`);
+  }
+  for (const [key, v] of Object.entries(input)) {
+    if (key === 'name' || key === 'opcode' || typeof v === 'number' || typeof v === 'string') continue;
+    throw new UsageError(`encode: ${where}field ${key}: expected a number or a string, not ${JSON.stringify(v)}`);
+  }
+  if (typeof opcode === 'string') {
+    const t = opcode.trim();
+    if (!OPCODE_TEXT.test(t)) throw new UsageError(`encode: ${where}"opcode" must be a number or a "0x…" string, not ${JSON.stringify(opcode)}`);
+    return { ...input, opcode: Number(t) } as CommandInput;
+  }
+  if (opcode !== undefined && typeof opcode !== 'number') {
+    throw new UsageError(`encode: ${where}"opcode" must be a number or a "0x…" string, not ${JSON.stringify(opcode)}`);
+  }
+  return input as CommandInput;
+}
+
 function encodeLine(text: string, json: boolean, where: string): string {
   let input: unknown;
   try {
@@ -28,9 +54,10 @@ function encodeLine(text: string, json: boolean, where: string): string {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new UsageError(`encode: ${where}expected a JSON object such as {"name":"CMD_SYNC","CS":"SIG_IRQ"}`);
   }
+  const command = commandInput(input as Record<string, unknown>, where);
   let words: Uint32Array;
   try {
-    words = encodeCommandWords(input as CommandInput);
+    words = encodeCommandWords(command);
   } catch (e) {
     if (e instanceof RangeError) throw new UsageError(`encode: ${where}${e.message}`);
     throw e;
@@ -45,8 +72,12 @@ export async function encodeMain(argv: string[], io: Io): Promise<number> {
   const out = new OutBuffer(io);
   const json = values.json === true;
   if (positionals.length > 0) {
-    for (const p of positionals) out.line(encodeLine(p, json, ''));
-    out.flush();
+    // As on standard input, the lines before a bad argument are printed before its error.
+    try {
+      for (const p of positionals) out.line(encodeLine(p, json, ''));
+    } finally {
+      out.flush();
+    }
     return 0;
   }
   if (io.stdinIsTTY) throw new UsageError('encode: give JSON arguments or pipe one JSON command per line (see --help)');

@@ -33,12 +33,21 @@ export function usage(): string {
   ].join('\n');
 }
 
-/** Entry point: returns the exit code (0 ok, 1 a check failed, 2 bad usage). */
+/**
+ * Entry point: returns the exit code: 0 ok, 1 a check the command runs failed (a fuzz failure, a
+ * replayed scenario whose expectation does not hold, an internal error), 2 bad usage. Decoding an
+ * illegal command is not a failure: the verdict is the output.
+ */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    // No command is a usage error: the usage goes where errors go.
+    io.err(usage());
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     io.out(usage());
-    return name === undefined ? 2 : 0;
+    return 0;
   }
   const cmd = COMMANDS[name];
   if (cmd === undefined) {

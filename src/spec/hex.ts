@@ -14,12 +14,14 @@ const DWORD_RE = /^(0x)?[0-9a-f]{1,16}$/i;
 export function parseHexWords(text: string, bytes: number, what: string): Uint32Array {
   const t = text.trim();
   const dwords = bytes / 8;
-  const forms = `${bytes * 2} hex digits (byte 0 first) or ${dwords} 64-bit words 0xW0:…:0xW${dwords - 1}`;
+  const forms = dwords === 1
+    ? `${bytes * 2} hex digits (byte 0 first) or one 64-bit word 0xW0`
+    : `${bytes * 2} hex digits (byte 0 first) or ${dwords} 64-bit words 0xW0:…:0xW${dwords - 1}`;
   if (t === '') throw new RangeError(`empty ${what}: expected ${forms}`);
   const words = new Uint32Array(bytes / 4);
   if (t.includes(':')) {
     const parts = t.split(':');
-    if (parts.length !== dwords) throw new RangeError(`'${t}': a ${what} is ${dwords} 64-bit words, found ${parts.length}`);
+    if (parts.length !== dwords) throw new RangeError(`'${t}': ${what} needs ${dwords} 64-bit words, found ${parts.length}`);
     parts.forEach((raw, d) => {
       const p = raw.trim();
       if (!DWORD_RE.test(p)) throw new RangeError(`'${t}': word ${d} '${p}' is not a hex number of 1 to 16 digits`);
@@ -35,7 +37,7 @@ export function parseHexWords(text: string, bytes: number, what: string): Uint32
     const hint = digits.toLowerCase().startsWith('0x') ? ' (memory-order hex has no 0x prefix; use 0xW0:0xW1… for 64-bit words)' : '';
     throw new RangeError(`'${t}': invalid hex character '${bad[0]}' at position ${bad.index}${hint}`);
   }
-  if (digits.length !== bytes * 2) throw new RangeError(`'${t}': a ${what} is ${forms}; got ${digits.length} digits`);
+  if (digits.length !== bytes * 2) throw new RangeError(`'${t}': ${what} needs ${forms}; got ${digits.length} digits`);
   for (let i = 0; i < bytes; i++) {
     const byte = parseInt(digits.slice(2 * i, 2 * i + 2), 16);
     words[i >>> 2] = (words[i >>> 2]! | (byte << (8 * (i & 3)))) >>> 0;
