@@ -15,6 +15,8 @@ import { CommandQueue, type CommandExecutor } from './cmdq.ts';
 import { EventOutcome, EventQueue } from './evtq.ts';
 import { EVENT_WORDS } from '../spec/events.ts';
 import { TRACE_QUEUE_CMDQ, TraceWriter } from './trace.ts';
+import { Translator, type TranslatorOptions } from './translate.ts';
+import { DMA_FLAGS, DMA_STATUS, DmaPortServer } from '../mem/dma.ts';
 
 /**
  * The SMMU hardware model: the register file with its side effects, the command queue consumer
@@ -29,6 +31,8 @@ import { TRACE_QUEUE_CMDQ, TraceWriter } from './trace.ts';
 
 export interface DeviceOptions {
   readonly features: SmmuFeatures;
+  /** TLB, configuration cache and ATC sizes, replacement, over-invalidation, ATC timeouts. */
+  readonly translate?: TranslatorOptions;
   /** The register window this device serves (default 'smmu'). */
   readonly window?: string;
   /** How the device idles: spin on the FIFO, sleep, or spin then sleep. */
@@ -64,6 +68,9 @@ export class SmmuDevice implements CommandExecutor {
   private active: CommandQueue[];
   private next = 0;
   readonly evtq: EventQueue;
+  /** Stream table and CD lookup, walks, TLB, configuration cache, ATCs. */
+  readonly translator: Translator;
+  private readonly dma: DmaPortServer;
   private readonly trace: TraceWriter;
   private readonly f: SmmuFeatures;
   /** Register spec by 32-bit word of the window (undefined: no register). */
@@ -85,6 +92,8 @@ export class SmmuDevice implements CommandExecutor {
     this.ecmdqs = Array.from({ length: ecmdqCount(opts.features) }, (_, n) => new Ecmdq(n, new CommandQueue(1 + n, `ECMDQ${n}`, this.mem, this)));
     this.active = [this.cmdq];
     this.evtq = new EventQueue(this.mem);
+    this.translator = new Translator(this.mem, opts.features, opts.translate ?? {});
+    this.dma = new DmaPortServer(board);
 
     const f = this.f;
     const c = R.SMMU_CR0.f;
@@ -127,6 +136,7 @@ export class SmmuDevice implements CommandExecutor {
 
   /** Load every register's reset value (§6.3: architected where given, the model's choice otherwise). */
   reset(): void {
+    this.translator.reset();
     for (const spec of REGISTERS) {
       if (spec.page === 'ecmdq' || spec.page === 'secure') continue;
       if (spec.offset + spec.width / 8 > this.regs.window.bytes || !isPresent(spec, this.f)) continue;
@@ -170,6 +180,10 @@ export class SmmuDevice implements CommandExecutor {
 
   /** Apply one register write as it arrives from the bus. */
   applyWrite(w: MmioWrite): void {
+    if (w.dma) {
+      this.serveDma(w.off);
+      return;
+    }
     this.board.count('MMIO_WRITES');
     if (w.wide) {
       const spec = this.regAt[w.off >>> 2];
@@ -208,6 +222,7 @@ export class SmmuDevice implements CommandExecutor {
         return this.writeCr1(v2);
       case 'SMMU_CR2':
         if (this.cr0(R.SMMU_CR0.f.SMMUEN) === 0 && this.cr0ack(R.SMMU_CR0.f.SMMUEN) === 0) this.regs.set32(off, v & this.cr2Mask);
+        this.syncTranslationControl(false);
         return;
       case 'SMMU_GBPA':
         return this.writeGbpa(v2);
@@ -334,6 +349,7 @@ export class SmmuDevice implements CommandExecutor {
     }
     if (fell & mask32(c.EVENTQEN)) this.evtq.enabled = false;
     this.regs.set32(R.SMMU_CR0ACK.offset, now);
+    this.syncTranslationControl((rose & mask32(c.SMMUEN)) !== 0);
   }
 
   private writeCr1(v: number): void {
@@ -358,6 +374,30 @@ export class SmmuDevice implements CommandExecutor {
     const update = mask32(R.SMMU_GBPA.f.Update);
     if ((v & update) === 0) return;
     this.regs.set32(R.SMMU_GBPA.offset, v & ~update);
+    this.syncTranslationControl(false);
+  }
+
+  /**
+   * Give the translator the register state translation depends on. The stream table registers
+   * are Guarded by SMMUEN (§6.3.24-25), so they are taken when SMMUEN rises and stay fixed while
+   * it is set.
+   */
+  private syncTranslationControl(smmuEnRose: boolean): void {
+    const cr0ack = this.get32(R.SMMU_CR0ACK.offset);
+    const cr2 = this.get32(R.SMMU_CR2.offset);
+    const c = R.SMMU_CR0.f;
+    const c2 = R.SMMU_CR2.f;
+    if (smmuEnRose) {
+      this.translator.setStreamTable(this.get32(R.SMMU_STRTAB_BASE.offset), this.get32(R.SMMU_STRTAB_BASE.offset + 4), this.get32(R.SMMU_STRTAB_BASE_CFG.offset));
+    }
+    this.translator.setControl({
+      smmuEn: getBits([cr0ack], c.SMMUEN.lsb, 1) === 1,
+      atsChk: getBits([cr0ack], c.ATSCHK.lsb, 1) === 1,
+      vmw: getBits([cr0ack], c.VMW.lsb, c.VMW.width),
+      recInvSid: getBits([cr2], c2.RECINVSID.lsb, 1) === 1,
+      e2h: getBits([cr2], c2.E2H.lsb, 1) === 1,
+      gbpaAbort: getBits([this.get32(R.SMMU_GBPA.offset)], R.SMMU_GBPA.f.ABORT.lsb, 1) === 1,
+    });
   }
 
   private writeGerrorn(v: number): void {
@@ -412,10 +452,22 @@ export class SmmuDevice implements CommandExecutor {
       this.board.count('COMMAND_ERRORS');
       return CERROR_ILL;
     }
-    this.board.count('COMMANDS_CONSUMED');
     const op = w[0]! & 0xff;
-    if (op === OP.CMD_SYNC) return this.cmdSync(q, w, next);
-    // Every other command's effect is on caches the model keeps elsewhere; the trace records it.
+    if (op === OP.CMD_SYNC) {
+      // §4.5.1, §7.1: an ATC invalidation that did not complete fails the next CMD_SYNC, which
+      // is then not consumed and signals nothing; software re-issues it after recovery.
+      const atc = this.translator.syncCheck();
+      if (atc !== CERROR_NONE) {
+        this.board.count('COMMAND_ERRORS');
+        return atc;
+      }
+      this.board.count('COMMANDS_CONSUMED');
+      return this.cmdSync(q, w, next);
+    }
+    this.board.count('COMMANDS_CONSUMED');
+    // Out-of-range parameters are CONSTRAINED UNPREDICTABLE (§4.1.7); the model's documented
+    // choice is that such a command is consumed with no effect (docs/fidelity.md).
+    if (verdict.outOfRange.length === 0) this.translator.invalidateCommand(w);
     return CERROR_NONE;
   }
 
@@ -551,6 +603,30 @@ export class SmmuDevice implements CommandExecutor {
 
   traced(q: CommandQueue, ptr: number, words: Uint32Array, outcome: number): void {
     this.trace.record(q.id, ptr, words, outcome);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // DMA (src/mem/dma.ts)
+  // -------------------------------------------------------------------------------------------
+
+  /** Translate one DMA master's transaction and answer on its port; record its fault, if any. */
+  private serveDma(port: number): void {
+    if (port >= this.board.layout.dma.ports) return; // no such port: nobody can be waiting on it
+    const r = this.dma.request(port);
+    const t = this.translator.translateWords(r.sid, r.ssid, r.iova % 0x1_0000_0000, Math.floor(r.iova / 0x1_0000_0000), r.access);
+    this.board.count('DMA_TRANSACTIONS');
+    if (t.ok) {
+      const flags = (t.cached ? DMA_FLAGS.TLB_HIT : 0) | (t.source === 'bypass' ? DMA_FLAGS.BYPASS : 0);
+      this.dma.respond(port, r.seq, DMA_STATUS.OK, t.pa, 0, flags);
+      return;
+    }
+    this.board.count('DMA_FAULTS');
+    let event = 0;
+    if (t.event !== undefined) {
+      this.recordEvent(t.event);
+      event = t.event[0]! & 0xff;
+    }
+    this.dma.respond(port, r.seq, t.abort ? DMA_STATUS.ABORT : DMA_STATUS.RAZ_WI, 0, event, 0);
   }
 
   // -------------------------------------------------------------------------------------------

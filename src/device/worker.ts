@@ -8,6 +8,7 @@ import { Board, DEVICE_STATE, HDR, type BoardLayout } from '../mem/board.ts';
 import type { WaitPolicy } from '../mem/wait.ts';
 import type { SmmuFeatures } from '../spec/features.ts';
 import { SmmuDevice } from './smmu.ts';
+import type { TranslatorOptions } from './translate.ts';
 
 export interface DeviceWorkerData {
   readonly sab: SharedArrayBuffer;
@@ -15,12 +16,18 @@ export interface DeviceWorkerData {
   readonly features: SmmuFeatures;
   readonly policy: WaitPolicy;
   readonly window?: string;
+  readonly translate?: TranslatorOptions;
 }
 
 const data = workerData as DeviceWorkerData;
 const board = Board.attach(data.sab, data.layout);
 try {
-  const dev = new SmmuDevice(board, { features: data.features, policy: data.policy, ...(data.window ? { window: data.window } : {}) });
+  const dev = new SmmuDevice(board, {
+    features: data.features,
+    policy: data.policy,
+    ...(data.window ? { window: data.window } : {}),
+    ...(data.translate ? { translate: data.translate } : {}),
+  });
   Atomics.store(board.i32, HDR.DEVICE_STATE, DEVICE_STATE.RUNNING);
   parentPort?.postMessage({ ready: true });
   dev.run();

@@ -10,6 +10,10 @@
  *   SMMU_CMDQ_PROD write (the doorbell) per batch of at most 64 commands, one CMD_SYNC at the end.
  * - handleGerror(): the global error handler, with Linux's command-error recovery (§7.1).
  * - drainEvents(): the event queue consumer, with the overflow acknowledgement of §7.4.
+ * - attachStage1/attachStage2/attachNested/attachBypass/detach/enableAts, map/unmap: translation
+ *   domains (domain.ts) over VMSAv8-64 page tables (pgtable.ts), the stream and CD tables and
+ *   their update procedures (tables.ts, §3.21.3.1) and the invalidations Linux issues
+ *   (invalidate.ts), all through issue().
  *
  * Every wait is a bounded spin-then-sleep (src/mem/wait.ts) whose timeout message says what was
  * read at that moment.
@@ -20,18 +24,29 @@ import { MmioPort } from '../mem/mmio.ts';
 import { PhysAllocator, PhysMem } from '../mem/phys.ts';
 import { WaitTimeout, type WaitPolicy } from '../mem/wait.ts';
 import * as ring from '../ring/index.ts';
-import type { FieldValue } from '../spec/bits.ts';
+import { mask32, type FieldValue } from '../spec/bits.ts';
 import { EVENT_BYTES, EVENT_WORDS, decodeEvent } from '../spec/events.ts';
 import { cerrorName } from '../spec/cerror.ts';
 import { encodeCommandWords } from '../spec/command-codec.ts';
 import { COMMAND_BYTES, COMMAND_WORDS } from '../spec/commands.ts';
 import type { SmmuFeatures } from '../spec/features.ts';
 import { featuresFromIdr, type IdrValues } from '../spec/idr.ts';
-import { REG, STRTAB_FMT, encode32, encode64, regGet, regSet } from '../spec/registers.ts';
-import { STE_BYTES } from '../spec/structures.ts';
+import { REG, encode32, encode64, regGet, regSet } from '../spec/registers.ts';
 import { CMDQ_BATCH_ENTRIES, buildSync, cmdqErrorAction, consSyncCs, enumCode, readSlot, writeMsiSync, writeSlot } from './cmdq.ts';
 import { planEventDrain } from './events.ts';
+import {
+  DomainManager,
+  type AttachNestedOptions,
+  type AttachResult,
+  type AttachStage1Options,
+  type AttachStage2Options,
+  type DomainInfo,
+  type DomainUnmapResult,
+} from './domain.ts';
+import { TablePool, type MapProt, type MapResult } from './pgtable.ts';
+import { LINUX_STRTAB_SPLIT, StreamTable, type WriteReport } from './tables.ts';
 import type { RegisterPort } from './port.ts';
+import { ackGerror } from './cmdq-mp.ts';
 
 export type { RegisterPort } from './port.ts';
 
@@ -54,8 +69,13 @@ export interface DriverOptions {
   readonly cmdqLog2?: number;
   /** log2 of the event queue entries (default min(IDR1.EVENTQS, 7)). */
   readonly eventqLog2?: number;
-  /** log2 of the StreamIDs of the linear stream table (default min(IDR1.SIDSIZE, 8)). */
+  /** log2 of the StreamIDs the stream table covers (default min(IDR1.SIDSIZE, 8)). */
   readonly strtabLog2?: number;
+  /**
+   * Stream table format. 'auto' (default) follows Linux's rule on the StreamIDs covered: 2-level
+   * (SPLIT = 8) when SMMU_IDR0.ST_LEVEL allows it and strtabLog2 > 8, else linear.
+   */
+  readonly strtabFormat?: 'auto' | 'linear' | '2-level';
   /** The register interface; default: an MmioPort on `window`. Tests pass a stand-in. */
   readonly port?: RegisterPort;
 }
@@ -215,6 +235,19 @@ function checkLog2(what: string, v: number, max: number): number {
   return v;
 }
 
+/**
+ * Another way to put commands on the SMMU: a guest CPU of the multi-producer queues (cpu.ts).
+ * Once the queues are shared between CPUs, the driver's own commands (reset's are done; domains'
+ * are not) must go through the same lock-free insertion, and command-queue errors belong to the
+ * CPUs' handler (they hold the handler lock while they fix a slot).
+ */
+export interface CommandIssuer {
+  issue(cmds: readonly ArrayLike<number>[], opts?: { sync?: boolean }): IssueResult;
+  /** Recover this issuer's queue if it is in error; true when something was fixed. */
+  recover(): boolean;
+  withHandlerLock<T>(fn: () => T): T;
+}
+
 export class GuestDriver {
   readonly mem: PhysMem;
   readonly port: RegisterPort;
@@ -226,6 +259,8 @@ export class GuestDriver {
   private readonly board: Board;
   private readonly opts: DriverOptions;
   private readonly alloc: PhysAllocator;
+  /** Set once guest CPUs share the command queues (setIssuer). */
+  private issuer: CommandIssuer | undefined;
   private readonly policy: WaitPolicy;
   /** `policy` with a short sleep slice, for waits that must also notice SMMU_GERROR. */
   private readonly cmdqPolicy: WaitPolicy;
@@ -251,6 +286,11 @@ export class GuestDriver {
   // Stream table.
   private strtabBase = -1;
   private strtabLog2 = 0;
+  private strtab: StreamTable | undefined;
+  /** Table memory: the driver's RAM, with freed tables reused. */
+  private readonly pool: TablePool;
+  /** Translation domains and attached streams (created on first use after reset()). */
+  private domainMgr: DomainManager | undefined;
 
   /** The SMMU_CR0 value the driver last made effective. */
   private enables = 0;
@@ -272,6 +312,7 @@ export class GuestDriver {
       throw new RangeError(`driver RAM [${hex(opts.ram.start)}, ${hex(opts.ram.end)}) is not inside the board's RAM`);
     }
     this.alloc = new PhysAllocator(this.mem, opts.ram.start, opts.ram.end);
+    this.pool = new TablePool(this.mem, this.alloc);
   }
 
   get features(): SmmuFeatures | undefined {
@@ -320,6 +361,7 @@ export class GuestDriver {
    * the first reset and reused by later ones.
    */
   reset(): void {
+    if (this.issuer !== undefined) throw new Error('reset() while guest CPUs share the command queues: stop them first');
     const f = this.feats ?? this.probe();
     if (this.opts.syncMode === 'msi' && !f.msi) {
       throw new Error("syncMode 'msi' needs SMMU_IDR0.MSI == 1, but this SMMU has no MSIs: use syncMode 'cons'");
@@ -340,13 +382,22 @@ export class GuestDriver {
     p.write32(R.CR1, encode32(REG.SMMU_CR1, { TABLE_SH: sh, TABLE_OC: cache, TABLE_IC: cache, QUEUE_SH: sh, QUEUE_OC: cache, QUEUE_IC: cache }));
     p.write32(R.CR2, encode32(REG.SMMU_CR2, { RECINVSID: 1, PTM: f.btm ? 1 : 0 }));
 
-    // 3. A linear stream table of invalid STEs (all zero: V == 0), aligned to its size (§6.3.24).
+    // 3. The stream table (tables.ts) of invalid STEs (all zero: V == 0): linear, aligned to its
+    //    size, or a level 1 table of invalid L1STDs (Span == 0) whose level 2 arrays come on demand
+    //    (§6.3.24, §6.3.25). Domains of an earlier reset are forgotten: every STE is invalid now.
+    this.domainMgr?.dropAll();
+    this.domainMgr = undefined;
     this.strtabLog2 = checkLog2('strtabLog2', this.opts.strtabLog2 ?? Math.min(f.sidSize, DEFAULT_STRTAB_LOG2), f.sidSize);
-    const stBytes = STE_BYTES << this.strtabLog2;
-    if (this.strtabBase < 0) this.strtabBase = this.alloc.alloc(stBytes, stBytes, 'stream table');
-    else this.mem.fill(this.strtabBase, stBytes, 0);
+    const format = this.strtabFormat(f, this.strtabLog2);
+    if (this.strtab === undefined || this.strtab.format !== format || this.strtab.log2Size !== this.strtabLog2) {
+      this.strtab?.destroy();
+      this.strtab = new StreamTable(this.mem, this.pool, { format, log2Size: this.strtabLog2 });
+    } else {
+      this.strtab.clear();
+    }
+    this.strtabBase = this.strtab.base;
     p.write64Parts(R.STRTAB_BASE, ...halves(encode64(REG.SMMU_STRTAB_BASE, { RA: 1, ADDR: this.strtabBase })));
-    p.write32(R.STRTAB_BASE_CFG, encode32(REG.SMMU_STRTAB_BASE_CFG, { FMT: STRTAB_FMT.LINEAR, LOG2SIZE: this.strtabLog2 }));
+    p.write32(R.STRTAB_BASE_CFG, encode32(REG.SMMU_STRTAB_BASE_CFG, this.strtab.cfg));
 
     // 4. The command queue: BASE, then PROD and CONS, then CMDQEN (§6.3.26).
     this.cmdqLog2 = checkLog2('cmdqLog2', this.opts.cmdqLog2 ?? Math.min(f.cmdqs, DEFAULT_CMDQ_LOG2), f.cmdqs);
@@ -399,6 +450,18 @@ export class GuestDriver {
     this.enable(CR0F.SMMUEN);
   }
 
+  /** The stream table format for `log2` StreamIDs (see DriverOptions.strtabFormat). */
+  private strtabFormat(f: SmmuFeatures, log2: number): 'linear' | '2-level' {
+    const want = this.opts.strtabFormat ?? 'auto';
+    if (want === 'linear') return 'linear';
+    if (want === '2-level') {
+      if (!f.stLevel2) throw new RangeError("strtabFormat '2-level' needs SMMU_IDR0.ST_LEVEL == 0b01");
+      if (log2 <= LINUX_STRTAB_SPLIT) throw new RangeError(`strtabFormat '2-level' needs strtabLog2 > SPLIT (${LINUX_STRTAB_SPLIT}), not ${log2}`);
+      return '2-level';
+    }
+    return f.stLevel2 && log2 > LINUX_STRTAB_SPLIT ? '2-level' : 'linear';
+  }
+
   /** Set one more SMMU_CR0 field and wait for SMMU_CR0ACK to show it (§6.3.9). */
   private enable(field: (typeof CR0F)[keyof typeof CR0F]): void {
     this.enables = regSet(this.enables, field, 1);
@@ -444,6 +507,7 @@ export class GuestDriver {
    * (handleGerror) and waiting goes on.
    */
   issue(cmds: readonly Uint32Array[], opts?: { sync?: boolean }): IssueResult {
+    if (this.issuer !== undefined) return this.issuer.issue(cmds, opts);
     if (this.cmdqBase < 0) throw new Error('issue() before reset(): the command queue is not set up');
     if (this.failed) throw new Error('the SMMU entered Service Failure Mode and the driver disabled it; reset() first');
     const sync = opts?.sync ?? true;
@@ -632,6 +696,80 @@ export class GuestDriver {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Translation domains (domain.ts)
+  // -------------------------------------------------------------------------------------------
+
+  /** The stream table as programmed: format, LOG2SIZE, SPLIT, base, level 2 arrays by L1 index. */
+  get streamTable(): { format: 'linear' | '2-level'; log2Size: number; split: number; base: number; level2: Record<number, number> } | undefined {
+    const t = this.strtab;
+    if (t === undefined) return undefined;
+    return { format: t.format, log2Size: t.log2Size, split: t.split, base: t.base, level2: Object.fromEntries(t.level2) };
+  }
+
+  private domains(): DomainManager {
+    if (this.domainMgr !== undefined) return this.domainMgr;
+    const f = this.feats;
+    const strtab = this.strtab;
+    if (f === undefined || strtab === undefined || this.cmdqBase < 0) throw new Error('domains before reset(): the stream table and command queue are not set up');
+    this.domainMgr = new DomainManager({
+      mem: this.mem,
+      alloc: this.pool,
+      features: f,
+      attrTypesOvr: regGet(this.port.read32(R.IDR1), REG.SMMU_IDR1.f.ATTR_TYPES_OVR) !== 0,
+      streamTable: strtab,
+      sink: this,
+    });
+    return this.domainMgr;
+  }
+
+  /** Stage 1 translation for a stream (and SubstreamID) through a new or existing stage 1 domain. */
+  attachStage1(sid: number, o: AttachStage1Options): AttachResult {
+    return this.domains().attachStage1(sid, o);
+  }
+
+  /** Stage 2 translation for a stream through a new or existing stage 2 domain. */
+  attachStage2(sid: number, o: AttachStage2Options): AttachResult {
+    return this.domains().attachStage2(sid, o);
+  }
+
+  /** Stage 1 nested in a stage 2 domain (o.s2); the stage 1 tables are mapped there at IPA == PA. */
+  attachNested(sid: number, o: AttachNestedOptions): AttachResult {
+    return this.domains().attachNested(sid, o);
+  }
+
+  /** STE Config = bypass. */
+  attachBypass(sid: number): AttachResult {
+    return this.domains().attachBypass(sid);
+  }
+
+  /** STE Config = abort, or (with ssid) that CD invalid. */
+  detach(sid: number, ssid?: number): { ste?: WriteReport; cd?: WriteReport; commands: number } {
+    return this.domains().detach(sid, ssid);
+  }
+
+  /** STE.EATS = full ATS, then ATC_INV of everything for the stream. */
+  enableAts(sid: number): { ste: WriteReport; commands: number } {
+    return this.domains().enableAts(sid);
+  }
+
+  map(domainId: number, iova: number, pa: number, size: number, prot: MapProt): MapResult {
+    return this.domains().map(domainId, iova, pa, size, prot);
+  }
+
+  /** Unmap, then invalidate TLBs (range TLBIs) and ATCs through issue(). */
+  unmap(domainId: number, iova: number, size: number): DomainUnmapResult {
+    return this.domains().unmap(domainId, iova, size);
+  }
+
+  iovaToPhys(domainId: number, iova: number): number | undefined {
+    return this.domains().iovaToPhys(domainId, iova);
+  }
+
+  domainInfo(domainId: number): DomainInfo {
+    return this.domains().domainInfo(domainId);
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Global errors
   // -------------------------------------------------------------------------------------------
 
@@ -643,6 +781,7 @@ export class GuestDriver {
    * active error at once by writing GERRORN := GERROR, which restarts command consumption (§7.1).
    */
   handleGerror(): GerrorResult {
+    if (this.issuer !== undefined) return this.handleGerrorShared(this.issuer);
     const p = this.port;
     const gerror = p.read32(R.GERROR);
     const active = (gerror ^ p.read32(R.GERRORN)) >>> 0;
@@ -685,6 +824,46 @@ export class GuestDriver {
     p.write32(R.GERRORN, gerror);
     p.drainOwn();
     return out;
+  }
+
+  /**
+   * The GERROR handler once CPUs share the command queues: everything but the command-queue
+   * errors is handled here under the CPUs' handler lock and acknowledged bit by bit; CMDQ_ERR and
+   * CMDQP_ERR are the CPUs' (their recovery rewrites slots they may be reusing).
+   */
+  private handleGerrorShared(issuer: CommandIssuer): GerrorResult {
+    const p = this.port;
+    const cmdqBits = mask32(GERRORF.CMDQ_ERR) | mask32(GERRORF.CMDQP_ERR);
+    const out = issuer.withHandlerLock((): GerrorResult => {
+      const gerror = p.read32(R.GERROR);
+      const active = (gerror ^ p.read32(R.GERRORN)) >>> 0;
+      const mine = active & ~cmdqBits;
+      if (mine === 0) return { active };
+      this.pushLog({ kind: 'gerror', active: mine, errors: gerrorNames(mine) });
+      if (regGet(mine, GERRORF.SFM_ERR) !== 0) {
+        this.pushLog({ kind: 'service-failure', gerror });
+        this.failed = true;
+        this.enables = 0;
+        this.writeAck(R.CR0, 0, R.CR0ACK, REG.SMMU_CR0.name, REG.SMMU_CR0ACK.name);
+      }
+      ackGerror(p, mine);
+      return { active };
+    });
+    if ((out.active & cmdqBits) !== 0) issuer.recover();
+    return out;
+  }
+
+  /** The physical memory this driver allocates from (shared queue state comes from here too). */
+  get allocator(): PhysAllocator {
+    return this.alloc;
+  }
+
+  /**
+   * Route this driver's commands through `issuer` (a guest CPU on the shared queues), or back to
+   * the single-producer path with undefined. reset() is not supported while an issuer is set.
+   */
+  setIssuer(issuer: CommandIssuer | undefined): void {
+    this.issuer = issuer;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -73,6 +73,8 @@ export const COUNTER = {
   EVENTS_DROPPED: 9,
   DEVICE_WAKEUPS: 10,
   DEVICE_SLEEPS: 11,
+  DMA_TRANSACTIONS: 12,
+  DMA_FAULTS: 13,
 } as const;
 export type CounterName = keyof typeof COUNTER;
 const COUNTER_WORDS = 48;

@@ -6,6 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Board, type BoardLayout } from '../mem/board.ts';
 import { GuestDriver, type DriverOptions } from '../driver/driver.ts';
+import { GuestCpu, shareCommandQueues } from '../driver/cpu.ts';
 
 export interface DriverWorkerData {
   readonly sab: SharedArrayBuffer;
@@ -27,12 +28,49 @@ const data = workerData as DriverWorkerData;
 const board = Board.attach(data.sab, data.layout);
 const driver = new GuestDriver(board, data.options);
 
-/** The methods a System may call: nothing else of the driver is reachable from a message. */
-const METHODS = new Set(['probe', 'reset', 'issue', 'sync', 'handleGerror', 'drainEvents', 'state']);
-
 function state(): unknown {
-  return { features: driver.features, cmdq: driver.cmdq, counters: driver.counters, log: driver.log };
+  return { features: driver.features, cmdq: driver.cmdq, counters: driver.counters, log: driver.log, streamTable: driver.streamTable };
 }
+
+/**
+ * Share the command queues with `cpus` guest CPU workers: allocate the shared state, and make
+ * this driver CPU number `cpus` on them (its own commands then take the lock-free path too).
+ */
+function shareQueues(args: { cpus: number; cmdq: 'shared' | 'ecmdq'; ecmdqLog2?: number }): unknown {
+  const layout = shareCommandQueues(driver, driver.allocator, {
+    cpus: args.cpus + 1,
+    cmdq: args.cmdq,
+    syncMode: data.options.syncMode,
+    policy: data.options.policy,
+    ...(args.ecmdqLog2 !== undefined ? { ecmdqLog2: args.ecmdqLog2 } : {}),
+  });
+  driver.setIssuer(new GuestCpu(board, layout, args.cpus, data.options.policy, driver.port, driver.mem));
+  return layout;
+}
+
+type Method = (...args: never[]) => unknown;
+const d = driver;
+/** The calls a System may make: nothing else of the driver is reachable from a message. */
+const METHODS: Record<string, Method> = {
+  probe: () => d.probe(),
+  reset: () => d.reset(),
+  issue: (cmds: Uint32Array[], opts: { sync?: boolean }) => d.issue(cmds, opts),
+  sync: () => d.sync(),
+  handleGerror: () => d.handleGerror(),
+  drainEvents: () => d.drainEvents(),
+  state,
+  shareQueues,
+  attachStage1: (...a: Parameters<GuestDriver['attachStage1']>) => d.attachStage1(...a),
+  attachStage2: (...a: Parameters<GuestDriver['attachStage2']>) => d.attachStage2(...a),
+  attachNested: (...a: Parameters<GuestDriver['attachNested']>) => d.attachNested(...a),
+  attachBypass: (...a: Parameters<GuestDriver['attachBypass']>) => d.attachBypass(...a),
+  detach: (...a: Parameters<GuestDriver['detach']>) => d.detach(...a),
+  enableAts: (...a: Parameters<GuestDriver['enableAts']>) => d.enableAts(...a),
+  map: (...a: Parameters<GuestDriver['map']>) => d.map(...a),
+  unmap: (...a: Parameters<GuestDriver['unmap']>) => d.unmap(...a),
+  iovaToPhys: (...a: Parameters<GuestDriver['iovaToPhys']>) => d.iovaToPhys(...a),
+  domainInfo: (...a: Parameters<GuestDriver['domainInfo']>) => d.domainInfo(...a),
+};
 
 parentPort!.on('message', (req: DriverRequest | 'close') => {
   if (req === 'close') {
@@ -41,8 +79,9 @@ parentPort!.on('message', (req: DriverRequest | 'close') => {
   }
   let reply: DriverReply;
   try {
-    if (!METHODS.has(req.method)) throw new Error(`the driver has no method '${req.method}'`);
-    const result = req.method === 'state' ? state() : (driver as unknown as Record<string, (...a: unknown[]) => unknown>)[req.method]!(...req.args);
+    const m = Object.hasOwn(METHODS, req.method) ? METHODS[req.method] : undefined;
+    if (m === undefined) throw new Error(`the driver has no method '${req.method}'`);
+    const result = (m as (...a: unknown[]) => unknown)(...req.args);
     reply = { id: req.id, ok: true, result };
   } catch (e) {
     const err = e as Error;

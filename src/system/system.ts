@@ -11,7 +11,12 @@ import { findRegister, smmuRegWindow } from '../spec/registers.ts';
 import { SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { drainTrace, type TraceRecord } from '../device/trace.ts';
 import type { DeviceWorkerData } from '../device/worker.ts';
-import type { DriverOptions } from '../driver/driver.ts';
+import type { TranslatorOptions } from '../device/translate.ts';
+import type { CpuQueuesLayout, CpuState, RunOptions, RunResult } from '../driver/cpu.ts';
+import type { CpuWorkerData } from './cpu-worker.ts';
+import { translateAsync, type DmaRequest, type DmaResult } from '../mem/dma.ts';
+import type { DriverOptions, IssueResult } from '../driver/driver.ts';
+export type { IssueResult };
 import type { DriverReply, DriverWorkerData } from './driver-worker.ts';
 import { spawnWorker } from './spawn.ts';
 
@@ -35,6 +40,22 @@ export interface SystemConfig {
   readonly eventqLog2?: number;
   /** Start a guest driver and bring the SMMU up with it (default true). */
   readonly driver?: boolean;
+  /** log2 of the StreamIDs the driver's stream table covers (2-level above 8). */
+  readonly strtabLog2?: number;
+  readonly strtabFormat?: 'auto' | 'linear' | '2-level';
+  /**
+   * Guest CPU workers that share the command queues with the driver (Linux's lock-free
+   * insertion on the CMDQ, or one ECMDQ per CPU). 0 or absent: the driver is the only producer.
+   */
+  readonly cpus?: number;
+  /** How CPUs reach the SMMU: the one CMDQ ('shared', default) or ECMDQs ('ecmdq'). */
+  readonly cmdq?: 'shared' | 'ecmdq';
+  /** log2 of each ECMDQ's entries. */
+  readonly ecmdqLog2?: number;
+  /** TLB, configuration cache and ATC sizes, replacement policy, over-invalidation, ATC timeouts. */
+  readonly translate?: TranslatorOptions;
+  /** DMA ports for masters (default 4). */
+  readonly dmaPorts?: number;
 }
 
 /** One consumed (or refused) command, decoded. */
@@ -79,8 +100,8 @@ function traceEntry(r: TraceRecord): TraceEntry {
   };
 }
 
-/** The guest driver, reached by messages: each call runs in the driver's worker. */
-export class DriverHandle {
+/** A worker reached by request messages: each call runs to completion in that worker. */
+export class WorkerHandle {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
@@ -122,21 +143,24 @@ export class DriverHandle {
     });
   }
 
-  probe(): Promise<SmmuFeatures> {
-    return this.call('probe');
-  }
-
-  reset(): Promise<void> {
-    return this.call('reset');
-  }
-
-  /** Issue commands (fields, hex or words) as the driver does: batches, doorbells, CMD_SYNC. */
+  /** Issue commands (fields, hex or words): batches, doorbells, CMD_SYNC, error recovery. */
   issue(cmds: readonly Command[], opts?: { sync?: boolean }): Promise<IssueResult> {
     return this.call('issue', cmds.map((c) => Uint32Array.from(commandWords(c))), opts ?? {});
   }
 
   sync(): Promise<IssueResult> {
     return this.call('sync');
+  }
+}
+
+/** The guest driver, reached by messages: each call runs in the driver's worker. */
+export class DriverHandle extends WorkerHandle {
+  probe(): Promise<SmmuFeatures> {
+    return this.call('probe');
+  }
+
+  reset(): Promise<void> {
+    return this.call('reset');
   }
 
   handleGerror(): Promise<unknown> {
@@ -151,15 +175,54 @@ export class DriverHandle {
   state(): Promise<{ features: SmmuFeatures | undefined; cmdq: unknown; counters: Record<string, number>; log: unknown[] }> {
     return this.call('state');
   }
+
+  // Translation domains (GuestDriver's domain methods; see src/driver/domain.ts for the options).
+  attachStage1(sid: number, o: Record<string, unknown>): Promise<{ domain: number }> {
+    return this.call('attachStage1', sid, o);
+  }
+  attachStage2(sid: number, o: Record<string, unknown>): Promise<{ domain: number }> {
+    return this.call('attachStage2', sid, o);
+  }
+  attachNested(sid: number, o: Record<string, unknown>): Promise<{ domain: number }> {
+    return this.call('attachNested', sid, o);
+  }
+  attachBypass(sid: number): Promise<{ domain: number }> {
+    return this.call('attachBypass', sid);
+  }
+  detach(sid: number, ssid?: number): Promise<unknown> {
+    return this.call('detach', sid, ssid);
+  }
+  enableAts(sid: number): Promise<unknown> {
+    return this.call('enableAts', sid);
+  }
+  map(domain: number, iova: number, pa: number, size: number, prot: Record<string, boolean>): Promise<unknown> {
+    return this.call('map', domain, iova, pa, size, prot);
+  }
+  unmap(domain: number, iova: number, size: number): Promise<unknown> {
+    return this.call('unmap', domain, iova, size);
+  }
+  iovaToPhys(domain: number, iova: number): Promise<number | undefined> {
+    return this.call('iovaToPhys', domain, iova);
+  }
 }
 
-export interface IssueResult {
-  commands: number;
-  batches: number;
-  doorbells: number;
-  polls: number;
-  errors: { index: number; code: number; name: string }[];
+/** A guest CPU worker on the shared command queues. */
+export class CpuHandle extends WorkerHandle {
+  /** Run a self-contained tagged workload in the CPU (no message per command). */
+  run(opts: RunOptions): Promise<RunResult> {
+    return this.call('run', opts);
+  }
+
+  recover(): Promise<boolean> {
+    return this.call('recover');
+  }
+
+  /** The CPU's queue, counters (cmpxchg retries, times owner, doorbells, polls, waits) and log. */
+  state(): Promise<CpuState> {
+    return this.call('state');
+  }
 }
+
 
 /**
  * A running model: the SMMU hardware in one worker, a guest driver in another, one
@@ -178,6 +241,11 @@ export class System {
   /** The worker threads, for diagnostics (resource usage, heap snapshots, fault injection in tests). */
   readonly threads: { readonly device: Worker; readonly driver: Worker | undefined };
   readonly driver: DriverHandle;
+  /** Guest CPU workers sharing the command queues (SystemConfig.cpus). */
+  readonly cpus: CpuHandle[] = [];
+  /** How the CPUs' queues are laid out (undefined without CPUs). */
+  queues: CpuQueuesLayout | undefined;
+  private readonly cpuWorkers: Worker[] = [];
   private failure: Error | undefined;
   private stopping = false;
   private readonly traceLog: TraceEntry[] = [];
@@ -211,6 +279,7 @@ export class System {
     if (this.failure !== undefined) return;
     this.failure = e;
     this.driver?.failAll(e);
+    for (const c of this.cpus) c.failAll(e);
   }
 
   /** The first worker failure, if any. */
@@ -224,11 +293,12 @@ export class System {
     const traceRecords = cfg.trace === true ? 1 << 16 : cfg.trace === false || cfg.trace === undefined ? 0 : cfg.trace;
     const board = Board.create({
       windows: [{ name: 'smmu', base: cfg.smmuBase ?? 0x0905_0000, bytes: smmuRegWindow(features) }],
+      ...(cfg.dmaPorts !== undefined ? { dmaPorts: cfg.dmaPorts } : {}),
       ...(cfg.ramBase !== undefined ? { ramBase: cfg.ramBase } : {}),
       ...(cfg.ramBytes !== undefined ? { ramBytes: cfg.ramBytes } : {}),
       traceRecords,
     });
-    const devData: DeviceWorkerData = { sab: board.sab, layout: board.layout, features, policy };
+    const devData: DeviceWorkerData = { sab: board.sab, layout: board.layout, features, policy, ...(cfg.translate ? { translate: cfg.translate } : {}) };
     const device = spawnWorker(import.meta.url, '../device/worker', { workerData: devData });
     await System.ready(device, 'SMMU device');
 
@@ -240,6 +310,8 @@ export class System {
         ram: { start: board.layout.ram.base, end: board.layout.ram.base + board.layout.ram.bytes },
         ...(cfg.cmdqLog2 !== undefined ? { cmdqLog2: cfg.cmdqLog2 } : {}),
         ...(cfg.eventqLog2 !== undefined ? { eventqLog2: cfg.eventqLog2 } : {}),
+        ...(cfg.strtabLog2 !== undefined ? { strtabLog2: cfg.strtabLog2 } : {}),
+        ...(cfg.strtabFormat !== undefined ? { strtabFormat: cfg.strtabFormat } : {}),
       };
       const drvData: DriverWorkerData = { sab: board.sab, layout: board.layout, options };
       driverWorker = spawnWorker(import.meta.url, './driver-worker', { workerData: drvData });
@@ -254,7 +326,39 @@ export class System {
         throw new Error(`the guest driver could not bring the SMMU up: ${(e as Error).message}`);
       }
     }
+    const cpus = cfg.cpus ?? 0;
+    if (cpus > 0) {
+      if (driverWorker === undefined) throw new Error('cpus need the guest driver (driver: true) to reset the SMMU and share its queues');
+      try {
+        await sys.startCpus(cpus, cfg.cmdq ?? 'shared', cfg.ecmdqLog2);
+      } catch (e) {
+        await sys.stop();
+        throw new Error(`the guest CPUs could not start: ${(e as Error).message}`);
+      }
+    }
     return sys;
+  }
+
+  /** Share the command queues and spawn one worker per guest CPU. */
+  private async startCpus(n: number, cmdq: 'shared' | 'ecmdq', ecmdqLog2: number | undefined): Promise<void> {
+    if (!Number.isInteger(n) || n < 0 || n > 64) throw new RangeError(`cpus ${n} must be an integer in 0..64`);
+    this.queues = await this.driver.call<CpuQueuesLayout>('shareQueues', { cpus: n, cmdq, ...(ecmdqLog2 !== undefined ? { ecmdqLog2 } : {}) });
+    for (let i = 0; i < n; i++) {
+      const data: CpuWorkerData = { role: 'cpu', sab: this.board.sab, layout: this.board.layout, queues: this.queues, cpu: i, policy: this.policy };
+      const w = spawnWorker(import.meta.url, './cpu-worker', { workerData: data });
+      this.cpuWorkers.push(w);
+      this.watch(w, `guest CPU ${i}`);
+      this.cpus.push(new CpuHandle(w, Math.max(30_000, 10 * this.policy.timeoutMs), () => this.failure ?? (this.stopping ? new Error('the system was stopped') : undefined)));
+    }
+  }
+
+  /**
+   * A DMA master's transaction through the SMMU (src/mem/dma.ts): translation by the device,
+   * with its caches, faults and events. Does not block the main thread.
+   */
+  dma(req: DmaRequest, port = 0): Promise<DmaResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    return translateAsync(this.board, this.regs, port, req, this.policy.timeoutMs * 5);
   }
 
   /** Wait for a worker's ready message, or turn its failure to start into a clear error. */
@@ -397,8 +501,9 @@ export class System {
     if (this.stopping) return;
     this.stopping = true;
     this.board.requestStop();
-    const workers = [this.device, ...(this.driverWorker ? [this.driverWorker] : [])];
+    const workers = [this.device, ...(this.driverWorker ? [this.driverWorker] : []), ...this.cpuWorkers];
     this.driverWorker?.postMessage('close');
+    for (const w of this.cpuWorkers) w.postMessage('close');
     await Promise.all(workers.map(async (w) => {
       if (w.threadId === -1) return;
       const exited = once(w, 'exit');
@@ -406,5 +511,6 @@ export class System {
       if ((await Promise.race([exited.then(() => 'exited'), grace])) !== 'exited') await w.terminate();
     }));
     this.driver?.failAll(new Error('the system was stopped'));
+    for (const c of this.cpus) c.failAll(new Error('the system was stopped'));
   }
 }

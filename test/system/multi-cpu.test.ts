@@ -1,8 +1,9 @@
 /**
- * Many guest CPUs, one SMMU, all real threads: the SMMU device worker, a boot CPU worker that
- * probes and resets the SMMU and allocates the CPUs' shared state (cpu-worker.ts 'boot'), and N
- * CPU workers inserting tagged commands (GuestCpu.run) into one shared SMMU_CMDQ of 2^7 entries
- * with the lock-free multi-producer algorithm. N = 4 is more CPUs than the machine's 2 cores.
+ * Many guest CPUs, one SMMU, all real threads: the SMMU device worker, the guest driver worker
+ * that probes and resets the SMMU and allocates the CPUs' shared state (System.start({ cpus })),
+ * and N CPU workers inserting tagged commands (GuestCpu.run) into one shared SMMU_CMDQ of 2^7
+ * entries with the lock-free multi-producer algorithm. N = 4 is more CPUs than the machine's 2
+ * cores.
  *
  * The device trace is the oracle (every command the SMMU consumed or refused, in order):
  * - every command is consumed exactly once (§4.1: a queue entry is consumed once);
@@ -19,11 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFailed } from 'vitest';
-import type { Worker } from 'node:worker_threads';
-import { once } from 'node:events';
-import { System, DriverHandle, type TraceEntry } from '../../src/system/system.ts';
-import { spawnWorker } from '../../src/system/spawn.ts';
-import type { BootWorkerData, CpuWorkerData } from '../../src/system/cpu-worker.ts';
+import { System, type CpuHandle, type TraceEntry } from '../../src/system/system.ts';
 import { illegalCommand, workloadTag, type CpuQueuesLayout, type CpuState, type RunOptions, type RunResult } from '../../src/driver/cpu.ts';
 import type { WaitPolicy } from '../../src/mem/wait.ts';
 import type { SmmuFeatures } from '../../src/spec/features.ts';
@@ -38,18 +35,18 @@ const CMDQP_ERR = 1 << 9;
 /** CMD_SYNC with CS = SIG_SEV, MSH = ISH, MSIAttr = OIWB (§4.7.3): what replaces a command in error. */
 const SEV_SYNC = [0x0fc0_2046, 0, 0, 0];
 const hex = (v: number): string => `0x${(v >>> 0).toString(16)}`;
-/** Shared state and ECMDQs are allocated from the top 4 MiB of RAM. */
-const RESERVE = 4 << 20;
 
 interface Cpus {
   readonly sys: System;
   readonly layout: CpuQueuesLayout;
-  readonly boot: DriverHandle;
-  readonly cpus: DriverHandle[];
+  readonly cpus: CpuHandle[];
   stop(): Promise<void>;
 }
 
-/** A system whose CPUs are all workers: the wiring System.start({ cpus }) would do. */
+/**
+ * The SMMU device worker, the guest driver worker (which probes, resets, allocates the shared
+ * state and is itself the last CPU on the queues) and `cpus` CPU workers: System.start({ cpus }).
+ */
 async function startCpus(o: {
   cpus: number;
   cmdq: 'shared' | 'ecmdq';
@@ -58,56 +55,17 @@ async function startCpus(o: {
   ecmdqLog2?: number;
   features?: SmmuFeatures;
 }): Promise<Cpus> {
-  const sys = await System.start({ driver: false, trace: true, policy: POLICY, features: o.features ?? FULL_FEATURES });
-  const workers: Worker[] = [];
-  let failure: Error | undefined;
-  const handles: DriverHandle[] = [];
-  const watch = (w: Worker, what: string): DriverHandle => {
-    workers.push(w);
-    const h = new DriverHandle(w, 30_000, () => failure);
-    w.on('error', (e) => {
-      failure ??= new Error(`${what} crashed: ${e.message}`);
-      for (const x of handles) x.failAll(failure);
-    });
-    handles.push(h);
-    return h;
-  };
-  const stop = async (): Promise<void> => {
-    for (const w of workers) w.postMessage('close');
-    await Promise.all(
-      workers.map(async (w) => {
-        const exited = once(w, 'exit');
-        const grace = new Promise((r) => setTimeout(r, 500).unref());
-        if ((await Promise.race([exited.then(() => 'exited'), grace])) !== 'exited') await w.terminate();
-      }),
-    );
-    await sys.stop();
-  };
-  try {
-    const ram = sys.board.layout.ram;
-    const bootData: BootWorkerData = {
-      role: 'boot',
-      sab: sys.board.sab,
-      layout: sys.board.layout,
-      options: {
-        policy: POLICY,
-        syncMode: o.syncMode,
-        ram: { start: ram.base, end: ram.base + ram.bytes },
-        ...(o.cmdqLog2 !== undefined ? { cmdqLog2: o.cmdqLog2 } : {}),
-      },
-      reserveBytes: RESERVE,
-    };
-    const boot = watch(spawnWorker(import.meta.url, '../../src/system/cpu-worker', { workerData: bootData }), 'boot CPU');
-    const layout = await boot.call<CpuQueuesLayout>('boot', { cpus: o.cpus, cmdq: o.cmdq, ...(o.ecmdqLog2 !== undefined ? { ecmdqLog2: o.ecmdqLog2 } : {}) });
-    const cpus = Array.from({ length: o.cpus }, (_, cpu) => {
-      const data: CpuWorkerData = { role: 'cpu', sab: sys.board.sab, layout: sys.board.layout, queues: layout, cpu, policy: POLICY };
-      return watch(spawnWorker(import.meta.url, '../../src/system/cpu-worker', { workerData: data }), `CPU ${cpu}`);
-    });
-    return { sys, layout, boot, cpus, stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
+  const sys = await System.start({
+    trace: true,
+    policy: POLICY,
+    features: o.features ?? FULL_FEATURES,
+    syncMode: o.syncMode,
+    cpus: o.cpus,
+    cmdq: o.cmdq,
+    ...(o.cmdqLog2 !== undefined ? { cmdqLog2: o.cmdqLog2 } : {}),
+    ...(o.ecmdqLog2 !== undefined ? { ecmdqLog2: o.ecmdqLog2 } : {}),
+  });
+  return { sys, layout: sys.queues!, cpus: sys.cpus, stop: () => sys.stop() };
 }
 
 /** A small seeded generator (mulberry32), so that a failing run can be replayed. */
@@ -194,7 +152,7 @@ describe.each([
     const next = rng(seed);
     const c = await startCpus({ cpus, cmdq: 'shared', syncMode, cmdqLog2: 7 });
     try {
-      expect(c.layout).toMatchObject({ mode: 'shared', cpus, syncMode, queues: [{ name: 'CMDQ', log2: 7 }] });
+      expect(c.layout).toMatchObject({ mode: 'shared', cpus: cpus + 1, syncMode, queues: [{ name: 'CMDQ', log2: 7 }] });
       const M = 240;
       // Phase 1: each call ends with a CMD_SYNC.
       const runs = await Promise.all(c.cpus.map((h) => h.call<RunResult>('run', { commands: M, batch: batches(next, 16), record: true } satisfies RunOptions)));
