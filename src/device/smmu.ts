@@ -29,8 +29,30 @@ import { DMA_FLAGS, DMA_STATUS, DmaPortServer } from '../mem/dma.ts';
  * bits or to a Guarded register while its guard is closed changes nothing visible (§6.2, §6.3).
  */
 
+/**
+ * What executing a legal command means beyond the queue mechanics. The hardware's backend is its
+ * translator (caches, ATCs); a VMM's virtual SMMU forwards guest commands to the host instead.
+ */
+export interface CommandBackend {
+  /**
+   * A legal command other than CMD_SYNC, with no out-of-range parameter. Returns CERROR_NONE, or
+   * a code that stops the queue on this command (a VMM reports an unconvertible guest command as
+   * CERROR_ILL on the virtual queue).
+   */
+  command(q: CommandQueue, words: Uint32Array): number;
+  /**
+   * Before a CMD_SYNC completes: make everything before it in `q` complete. Returns CERROR_NONE
+   * or the code that fails the sync (CERROR_ATC_INV_SYNC).
+   */
+  sync(q: CommandQueue): number;
+}
+
 export interface DeviceOptions {
   readonly features: SmmuFeatures;
+  /** Memory the device reaches: all of RAM (the hardware) or a VM's guest memory (a vSMMU). */
+  readonly mem?: PhysMem;
+  /** Command semantics; default: the translator's invalidations (the hardware). */
+  readonly backend?: CommandBackend;
   /** TLB, configuration cache and ATC sizes, replacement, over-invalidation, ATC timeouts. */
   readonly translate?: TranslatorOptions;
   /** The register window this device serves (default 'smmu'). */
@@ -70,6 +92,7 @@ export class SmmuDevice implements CommandExecutor {
   readonly evtq: EventQueue;
   /** Stream table and CD lookup, walks, TLB, configuration cache, ATCs. */
   readonly translator: Translator;
+  private readonly backend: CommandBackend;
   private readonly dma: DmaPortServer;
   private readonly trace: TraceWriter;
   private readonly f: SmmuFeatures;
@@ -86,13 +109,21 @@ export class SmmuDevice implements CommandExecutor {
   constructor(readonly board: Board, readonly opts: DeviceOptions) {
     this.f = opts.features;
     this.regs = new MmioTarget(board, opts.window ?? 'smmu');
-    this.mem = new PhysMem(board);
+    this.mem = opts.mem ?? new PhysMem(board);
     this.trace = new TraceWriter(board);
     this.cmdq = new CommandQueue(TRACE_QUEUE_CMDQ, 'CMDQ', this.mem, this);
     this.ecmdqs = Array.from({ length: ecmdqCount(opts.features) }, (_, n) => new Ecmdq(n, new CommandQueue(1 + n, `ECMDQ${n}`, this.mem, this)));
     this.active = [this.cmdq];
     this.evtq = new EventQueue(this.mem);
     this.translator = new Translator(this.mem, opts.features, opts.translate ?? {});
+    const t = this.translator;
+    this.backend = opts.backend ?? {
+      command: (_q, w) => {
+        t.invalidateCommand(w);
+        return CERROR_NONE;
+      },
+      sync: () => t.syncCheck(),
+    };
     this.dma = new DmaPortServer(board);
 
     const f = this.f;
@@ -456,18 +487,24 @@ export class SmmuDevice implements CommandExecutor {
     if (op === OP.CMD_SYNC) {
       // §4.5.1, §7.1: an ATC invalidation that did not complete fails the next CMD_SYNC, which
       // is then not consumed and signals nothing; software re-issues it after recovery.
-      const atc = this.translator.syncCheck();
-      if (atc !== CERROR_NONE) {
+      const err = this.backend.sync(q);
+      if (err !== CERROR_NONE) {
         this.board.count('COMMAND_ERRORS');
-        return atc;
+        return err;
       }
       this.board.count('COMMANDS_CONSUMED');
       return this.cmdSync(q, w, next);
     }
-    this.board.count('COMMANDS_CONSUMED');
     // Out-of-range parameters are CONSTRAINED UNPREDICTABLE (§4.1.7); the model's documented
     // choice is that such a command is consumed with no effect (docs/fidelity.md).
-    if (verdict.outOfRange.length === 0) this.translator.invalidateCommand(w);
+    if (verdict.outOfRange.length === 0) {
+      const err = this.backend.command(q, w);
+      if (err !== CERROR_NONE) {
+        this.board.count('COMMAND_ERRORS');
+        return err;
+      }
+    }
+    this.board.count('COMMANDS_CONSUMED');
     return CERROR_NONE;
   }
 

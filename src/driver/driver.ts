@@ -21,7 +21,7 @@
 
 import { HDR, type Board } from '../mem/board.ts';
 import { MmioPort } from '../mem/mmio.ts';
-import { PhysAllocator, PhysMem } from '../mem/phys.ts';
+import { PhysAllocator, PhysMem, type MemView } from '../mem/phys.ts';
 import { WaitTimeout, type WaitPolicy } from '../mem/wait.ts';
 import * as ring from '../ring/index.ts';
 import { mask32, type FieldValue } from '../spec/bits.ts';
@@ -65,6 +65,11 @@ export interface DriverOptions {
   readonly syncMode: 'msi' | 'cons';
   /** The physical range [start, end) the driver allocates its tables and queues from. */
   readonly ram: { readonly start: number; readonly end: number };
+  /**
+   * For a guest in a VM: its physical memory as it sees it (guest-physical addresses onto a part
+   * of host RAM). `ram` is then in guest-physical addresses. Default: all of RAM as is.
+   */
+  readonly memView?: MemView;
   /** log2 of the command queue entries (default min(IDR1.CMDQS, 8)). */
   readonly cmdqLog2?: number;
   /** log2 of the event queue entries (default min(IDR1.EVENTQS, 7)). */
@@ -306,7 +311,7 @@ export class GuestDriver {
     this.opts = opts;
     this.policy = opts.policy;
     this.cmdqPolicy = { ...opts.policy, sliceMs: Math.min(opts.policy.sliceMs ?? CMDQ_SLICE_MS, CMDQ_SLICE_MS) };
-    this.mem = new PhysMem(board);
+    this.mem = new PhysMem(board, opts.memView);
     this.port = opts.port ?? new MmioPort(board, opts.window ?? 'smmu', opts.policy);
     if (!(opts.ram.start < opts.ram.end) || !this.mem.contains(opts.ram.start, opts.ram.end - opts.ram.start)) {
       throw new RangeError(`driver RAM [${hex(opts.ram.start)}, ${hex(opts.ram.end)}) is not inside the board's RAM`);

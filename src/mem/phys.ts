@@ -10,6 +10,15 @@ import { notifySleepers, waitFor, type WaitPolicy } from './wait.ts';
  *
  * Word accesses need 4-byte alignment (queue entries, table entries, MSI targets always have it).
  */
+/** A window onto RAM as another address space sees it (see PhysMem's constructor). */
+export interface MemView {
+  /** The address the first byte has in the viewer's address space (a guest IPA). */
+  readonly base: number;
+  /** Its host physical address. */
+  readonly hostPa: number;
+  readonly bytes: number;
+}
+
 export class PhysMem {
   readonly base: number;
   readonly bytes: number;
@@ -18,14 +27,38 @@ export class PhysMem {
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
   readonly i32: Int32Array;
+  /** Host physical address minus buffer offset, for hostAddress. */
+  private readonly hostDelta: number;
 
-  constructor(private readonly board: Board) {
-    this.base = board.layout.ram.base;
-    this.bytes = board.layout.ram.bytes;
-    this.offset = board.layout.ram.offset;
+  /**
+   * All of RAM at its physical addresses, or with `view` a window onto part of it as another
+   * agent addresses it: a VM's guest-physical (intermediate physical) addresses [view.base,
+   * view.base + view.bytes) are host RAM [view.hostPa, …). A guest driver, and a VMM reading
+   * guest memory, use such a view; nothing outside it is reachable through it.
+   */
+  constructor(board: Board, view?: MemView) {
+    const ram = board.layout.ram;
+    if (view === undefined) {
+      this.base = ram.base;
+      this.bytes = ram.bytes;
+      this.offset = ram.offset;
+    } else {
+      if (!(view.bytes > 0) || view.hostPa < ram.base || view.hostPa + view.bytes > ram.base + ram.bytes || view.hostPa % 4096 !== 0 || view.base % 4096 !== 0) {
+        throw new RangeError(`memory view of 0x${view.bytes.toString(16)} bytes at host 0x${view.hostPa.toString(16)} (seen at 0x${view.base.toString(16)}) is not a page-aligned part of RAM`);
+      }
+      this.base = view.base;
+      this.bytes = view.bytes;
+      this.offset = ram.offset + (view.hostPa - ram.base);
+    }
+    this.hostDelta = ram.base - ram.offset;
     this.u8 = board.u8;
     this.u32 = board.u32;
     this.i32 = board.i32;
+  }
+
+  /** The host physical address of `addr` in this view (`addr` itself without a view). */
+  hostAddress(addr: number): number {
+    return this.offset + (addr - this.base) + this.hostDelta;
   }
 
   /** True when [pa, pa + len) lies inside RAM. */

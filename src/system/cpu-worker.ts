@@ -7,6 +7,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Board, type BoardLayout } from '../mem/board.ts';
 import type { WaitPolicy } from '../mem/wait.ts';
+import { MmioPort } from '../mem/mmio.ts';
+import { PhysMem, type MemView } from '../mem/phys.ts';
 import { GuestCpu, type CpuQueuesLayout, type RunOptions } from '../driver/cpu.ts';
 import type { DriverReply, DriverRequest } from './driver-worker.ts';
 
@@ -17,6 +19,10 @@ export interface CpuWorkerData {
   readonly queues: CpuQueuesLayout;
   readonly cpu: number;
   readonly policy: WaitPolicy;
+  /** The register window this CPU's SMMU is at (default 'smmu'; a VM's virtual SMMU otherwise). */
+  readonly window?: string;
+  /** The CPU's view of physical memory (a VM's guest memory); default all of RAM. */
+  readonly memView?: MemView;
 }
 
 const data = workerData as CpuWorkerData;
@@ -24,7 +30,14 @@ const board = Board.attach(data.sab, data.layout);
 
 type Handler = (...args: unknown[]) => unknown;
 
-const cpu = new GuestCpu(board, data.queues, data.cpu, data.policy);
+const cpu = new GuestCpu(
+  board,
+  data.queues,
+  data.cpu,
+  data.policy,
+  new MmioPort(board, data.window ?? 'smmu', data.policy),
+  new PhysMem(board, data.memView),
+);
 const methods: Record<string, Handler> = {
   issue: (cmds, opts) => cpu.issue(cmds as Uint32Array[], opts as { sync?: boolean }),
   sync: () => cpu.sync(),
