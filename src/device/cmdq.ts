@@ -59,6 +59,11 @@ export class CommandQueue {
     private readonly exec: CommandExecutor,
   ) {}
 
+  /** Make `cons` (and the error fields) visible in this queue's CONS register. */
+  publish(): void {
+    this.exec.publishCons(this);
+  }
+
   /** (Re)load geometry from a BASE value's fields, capping LOG2SIZE at `maxLog2`. */
   configure(addr: number, log2size: number, maxLog2: number): void {
     this.log2 = Math.min(log2size, maxLog2);

@@ -14,7 +14,7 @@ import { controlPageBaseValue, controlPageCount, controlPageRegisters, ecmdqRegi
 import { CommandQueue, type CommandExecutor } from './cmdq.ts';
 import { EventOutcome, EventQueue } from './evtq.ts';
 import { EVENT_WORDS } from '../spec/events.ts';
-import { TRACE_QUEUE_CMDQ, TraceWriter } from './trace.ts';
+import { TRACE_QUEUE_CMDQ, TRACE_QUEUE_ECMDQ, TraceWriter } from './trace.ts';
 import { Translator, type TranslatorOptions } from './translate.ts';
 import { DMA_FLAGS, DMA_STATUS, DmaPortServer } from '../mem/dma.ts';
 
@@ -47,8 +47,20 @@ export interface CommandBackend {
   sync(q: CommandQueue): number;
 }
 
+/**
+ * Hardware beside the SMMU proper with its own register window, served by the same device worker
+ * (NVIDIA's CMDQV): its writes arrive on its window's MMIO FIFO; its queues join the device's
+ * round robin through activate()/deactivate() and execute through SmmuDevice.execute.
+ */
+export interface DeviceExtension {
+  readonly target: MmioTarget;
+  applyWrite(w: MmioWrite): void;
+}
+
 export interface DeviceOptions {
   readonly features: SmmuFeatures;
+  /** Extensions built once the device exists (they need it to execute commands). */
+  readonly extensions?: (dev: SmmuDevice) => DeviceExtension[];
   /** Memory the device reaches: all of RAM (the hardware) or a VM's guest memory (a vSMMU). */
   readonly mem?: PhysMem;
   /** Command semantics; default: the translator's invalidations (the hardware). */
@@ -93,6 +105,8 @@ export class SmmuDevice implements CommandExecutor {
   /** Stream table and CD lookup, walks, TLB, configuration cache, ATCs. */
   readonly translator: Translator;
   private readonly backend: CommandBackend;
+  private readonly extensions: DeviceExtension[];
+  private readonly extensionTargets: MmioTarget[];
   private readonly dma: DmaPortServer;
   private readonly trace: TraceWriter;
   private readonly f: SmmuFeatures;
@@ -112,7 +126,7 @@ export class SmmuDevice implements CommandExecutor {
     this.mem = opts.mem ?? new PhysMem(board);
     this.trace = new TraceWriter(board);
     this.cmdq = new CommandQueue(TRACE_QUEUE_CMDQ, 'CMDQ', this.mem, this);
-    this.ecmdqs = Array.from({ length: ecmdqCount(opts.features) }, (_, n) => new Ecmdq(n, new CommandQueue(1 + n, `ECMDQ${n}`, this.mem, this)));
+    this.ecmdqs = Array.from({ length: ecmdqCount(opts.features) }, (_, n) => new Ecmdq(n, new CommandQueue(TRACE_QUEUE_ECMDQ + n, `ECMDQ${n}`, this.mem, this)));
     this.active = [this.cmdq];
     this.evtq = new EventQueue(this.mem);
     this.translator = new Translator(this.mem, opts.features, opts.translate ?? {});
@@ -125,6 +139,11 @@ export class SmmuDevice implements CommandExecutor {
       sync: () => t.syncCheck(),
     };
     this.dma = new DmaPortServer(board);
+    this.extensions = opts.extensions?.(this) ?? [];
+    this.extensionTargets = this.extensions.map((x) => x.target);
+    for (const t of this.extensionTargets) {
+      if (t.window.wake !== this.regs.window.wake) throw new Error(`window ${t.window.name} must wake with ${this.regs.window.name} (WindowConfig.wakeWith)`);
+    }
 
     const f = this.f;
     const c = R.SMMU_CR0.f;
@@ -516,7 +535,7 @@ export class SmmuDevice implements CommandExecutor {
     this.board.count('CMD_SYNCS');
     const cons = q.cons;
     q.cons = next;
-    this.publishCons(q);
+    q.publish();
     q.cons = cons; // consume() advances it again after execute returns
     const cs = getBits(w, F_CS.lsb, F_CS.width);
     if (cs === CS_SIG_IRQ) {
@@ -549,7 +568,7 @@ export class SmmuDevice implements CommandExecutor {
 
   publishCons(q: CommandQueue): void {
     if (q.id !== TRACE_QUEUE_CMDQ) {
-      this.publishEcmdqCons(this.ecmdqs[q.id - 1]!);
+      this.publishEcmdqCons(this.ecmdqs[q.id - TRACE_QUEUE_ECMDQ]!);
       return;
     }
     const f = R.SMMU_CMDQ_CONS.f;
@@ -565,7 +584,7 @@ export class SmmuDevice implements CommandExecutor {
     }
     // §3.5.6.3: toggle CONS.ERR with ERR_REASON and RD on the failing command, then report in
     // GERROR.CMDQP_ERR if that is not already active. The queue halts while ERR != PROD.ERRACK.
-    const e = this.ecmdqs[q.id - 1]!;
+    const e = this.ecmdqs[q.id - TRACE_QUEUE_ECMDQ]!;
     e.err ^= 1;
     this.publishEcmdqCons(e);
     this.activateGerror(R.SMMU_GERROR.f.CMDQP_ERR);
@@ -620,12 +639,12 @@ export class SmmuDevice implements CommandExecutor {
           const hi = this.get32(base + 4);
           e.q.configure(fieldGetNumber([lo, hi], b.ADDR), getBits([lo], b.LOG2SIZE.lsb, b.LOG2SIZE.width), this.f.cmdqs);
           e.q.enabled = true;
-          this.active.push(e.q);
+          this.activate(e.q);
         } else if (!en && e.en) {
           // §3.5.6.2: ENACK = 0 once consumption has stopped (it has: the consumer runs between
           // register writes), even if ERRACK != ERR.
           e.q.enabled = false;
-          this.active = this.active.filter((q) => q !== e.q);
+          this.deactivate(e.q);
         }
         e.en = en;
         e.enack = en ? 1 : 0;
@@ -718,10 +737,31 @@ export class SmmuDevice implements CommandExecutor {
         took = true;
       }
       if (took) this.regs.done();
+      for (const x of this.extensions) {
+        let any = false;
+        while (x.target.take(this.take)) {
+          x.applyWrite(this.take);
+          any = true;
+        }
+        if (any) {
+          x.target.done();
+          took = true;
+        }
+      }
       const n = this.consumeRoundRobin();
       if (!took && n === 0) return worked;
       worked = true;
     }
+  }
+
+  /** Serve `q` from now on (an ECMDQ or an extension's queue that software enabled). */
+  activate(q: CommandQueue): void {
+    if (!this.active.includes(q)) this.active.push(q);
+  }
+
+  /** Stop serving `q` (disabled). Consumption has stopped: the consumer runs between writes. */
+  deactivate(q: CommandQueue): void {
+    this.active = this.active.filter((x) => x !== q);
   }
 
   /**
@@ -757,7 +797,7 @@ export class SmmuDevice implements CommandExecutor {
         continue;
       }
       this.board.count('DEVICE_SLEEPS');
-      if (this.regs.sleep(sliceMs)) {
+      if (this.regs.sleep(sliceMs, this.extensionTargets)) {
         this.board.count('DEVICE_WAKEUPS');
         idle = 0;
       } else {

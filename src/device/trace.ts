@@ -3,7 +3,8 @@ import { HDR, TRACE_RECORD_WORDS, type Board } from '../mem/board.ts';
 /**
  * The command trace: one record per command the device consumed or refused, in a ring in shared
  * memory that the system drains (the device never blocks on it). Record words:
- *   0  queue id (0 = CMDQ, 1 + n = ECMDQ n) | outcome << 8 (0 = consumed, else the CERROR code)
+ *   0  queue id [15:0] (TRACE_QUEUE_*: the CMDQ, ECMDQ n, VCMDQ n) | outcome [23:16] (0 =
+ *      consumed, else the CERROR code)
  *   1  the queue pointer (index and wrap) the command was read from
  *   2..5  the command's four words as the device snapshot them
  *   6  sequence number of the record (wraps)
@@ -12,7 +13,16 @@ import { HDR, TRACE_RECORD_WORDS, type Board } from '../mem/board.ts';
  * overwriting unread ones; the reader reports the loss.
  */
 
+/** Trace queue ids: the CMDQ is 0, ECMDQ n is 1 + n, VCMDQ n (CMDQV) is TRACE_QUEUE_VCMDQ + n. */
 export const TRACE_QUEUE_CMDQ = 0;
+export const TRACE_QUEUE_ECMDQ = 1;
+export const TRACE_QUEUE_VCMDQ = 0x8000;
+
+/** The name of a trace queue id. */
+export function traceQueueName(id: number): string {
+  if (id === TRACE_QUEUE_CMDQ) return 'CMDQ';
+  return id >= TRACE_QUEUE_VCMDQ ? `VCMDQ${id - TRACE_QUEUE_VCMDQ}` : `ECMDQ${id - TRACE_QUEUE_ECMDQ}`;
+}
 
 export class TraceWriter {
   private readonly i32: Int32Array;
@@ -41,7 +51,7 @@ export class TraceWriter {
     }
     const at = this.base + (tail & (this.records - 1)) * TRACE_RECORD_WORDS;
     const u = this.u32;
-    u[at] = (queue | (outcome << 8)) >>> 0;
+    u[at] = ((queue & 0xffff) | ((outcome & 0xff) << 16)) >>> 0;
     u[at + 1] = ptr >>> 0;
     u[at + 2] = w[0]!;
     u[at + 3] = w[1]!;
@@ -75,8 +85,8 @@ export function drainTrace(board: Board): { records: TraceRecord[]; lost: number
   while (head !== tail) {
     const at = index + (head & (cap - 1)) * TRACE_RECORD_WORDS;
     out.push({
-      queue: u[at]! & 0xff,
-      outcome: (u[at]! >>> 8) & 0xff,
+      queue: u[at]! & 0xffff,
+      outcome: (u[at]! >>> 16) & 0xff,
       ptr: u[at + 1]!,
       words: [u[at + 2]!, u[at + 3]!, u[at + 4]!, u[at + 5]!],
       seq: u[at + 6]!,

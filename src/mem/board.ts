@@ -91,6 +91,12 @@ export const FIFO = {
   SLEEPERS: 3,
   /** Producers waiting for a free slot. */
   PRODUCERS_WAITING: 4,
+  /**
+   * Wake-up counter of the consumer's sleep. A consumer serving several windows (the SMMU and
+   * its CMDQV) sleeps on the first window's WAKE word; producers of every window in the group
+   * bump and notify that word (WindowLayout.wake).
+   */
+  WAKE: 5,
   /** First slot; each slot is SLOT_WORDS words: SEQ, ADDR (offset | flags), LO, HI. */
   SLOTS: 16,
   SLOT_WORDS: 4,
@@ -105,6 +111,8 @@ export interface WindowConfig {
   readonly base: number;
   /** FIFO depth, a power of two (default 256). */
   readonly fifoSlots?: number;
+  /** The window whose consumer also serves this one (its WAKE word wakes them both). */
+  readonly wakeWith?: string;
 }
 
 export interface BoardConfig {
@@ -133,6 +141,8 @@ export interface WindowLayout {
   /** Int32 index of the FIFO control area. */
   readonly fifo: number;
   readonly fifoSlots: number;
+  /** Int32 index of the WAKE word the consumer of this window sleeps on. */
+  readonly wake: number;
 }
 
 /** Where everything lives: a plain object, so it crosses to workers in workerData. */
@@ -192,8 +202,14 @@ export function planBoard(cfg: BoardConfig): BoardLayout {
     if (w.base % PAGE_64K !== 0) throw new Error(`window ${w.name}: base 0x${w.base.toString(16)} is not 64 KiB aligned`);
     if (windows.some((x) => x.name === w.name)) throw new Error(`window ${w.name} is defined twice`);
     spans.push([`window ${w.name}`, w.base, w.base + w.bytes]);
-    windows.push({ name: w.name, base: w.base, bytes: w.bytes, offset: at, fifo: fifos[i]!, fifoSlots: w.fifoSlots ?? 256 });
+    windows.push({ name: w.name, base: w.base, bytes: w.bytes, offset: at, fifo: fifos[i]!, fifoSlots: w.fifoSlots ?? 256, wake: fifos[i]! + FIFO.WAKE });
     at += w.bytes;
+  });
+  cfg.windows.forEach((w, i) => {
+    if (w.wakeWith === undefined) return;
+    const leader = windows.find((x) => x.name === w.wakeWith);
+    if (leader === undefined) throw new Error(`window ${w.name}: wakeWith names no window '${w.wakeWith}'`);
+    windows[i] = { ...windows[i]!, wake: leader.wake };
   });
   spans.sort((a, b) => a[1] - b[1]);
   for (let i = 1; i < spans.length; i++) {

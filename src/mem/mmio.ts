@@ -201,7 +201,10 @@ export class MmioPort {
     this.u32[seq + 3] = hi;
     Atomics.store(this.i32, seq, (t + 1) | 0);
     this.last = t;
-    if (Atomics.load(this.i32, this.window.fifo + FIFO.CONSUMER_SLEEPING) !== 0) Atomics.notify(this.i32, seq);
+    if (Atomics.load(this.i32, this.window.fifo + FIFO.CONSUMER_SLEEPING) !== 0) {
+      Atomics.add(this.i32, this.window.wake, 1);
+      Atomics.notify(this.i32, this.window.wake);
+    }
   }
 }
 
@@ -266,20 +269,23 @@ export class MmioTarget {
   }
 
   /**
-   * Sleep until a write arrives or `ms` pass (worker only). Returns true when a write is waiting.
+   * Sleep until a write arrives for this window or for any of `also` (windows whose WAKE word is
+   * this one's), or `ms` pass (worker only). Returns true when a write is waiting.
    */
-  sleep(ms: number): boolean {
-    const seq = seqIndex(this.window, this.head);
-    const sleeping = this.window.fifo + FIFO.CONSUMER_SLEEPING;
-    Atomics.store(this.i32, sleeping, 1);
+  sleep(ms: number, also: readonly MmioTarget[] = []): boolean {
+    const all = [this, ...also];
+    const wake = this.window.wake;
+    for (const t of all) Atomics.store(this.i32, t.window.fifo + FIFO.CONSUMER_SLEEPING, 1);
     try {
-      const expect = Atomics.load(this.i32, seq);
-      if (expect === ((this.head + 1) | 0)) return true;
-      Atomics.wait(this.i32, seq, expect, ms);
+      const seen = Atomics.load(this.i32, wake);
+      // A producer publishes, then reads CONSUMER_SLEEPING and bumps WAKE; checking after our
+      // flag store and WAKE read means a write that raced us is seen here or wakes the wait.
+      if (all.some((t) => t.pending())) return true;
+      Atomics.wait(this.i32, wake, seen, ms);
     } finally {
-      Atomics.store(this.i32, sleeping, 0);
+      for (const t of all) Atomics.store(this.i32, t.window.fifo + FIFO.CONSUMER_SLEEPING, 0);
     }
-    return this.pending();
+    return all.some((t) => t.pending());
   }
 
   /** The value software reads at `off`. */

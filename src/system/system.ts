@@ -9,7 +9,7 @@ import { cerrorName } from '../spec/cerror.ts';
 import { FULL_FEATURES, parseFeatures, validateFeatures, type SmmuFeatures } from '../spec/features.ts';
 import { findRegister, smmuRegWindow } from '../spec/registers.ts';
 import { SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
-import { drainTrace, type TraceRecord } from '../device/trace.ts';
+import { drainTrace, traceQueueName, type TraceRecord } from '../device/trace.ts';
 import type { DeviceWorkerData } from '../device/worker.ts';
 import type { TranslatorOptions } from '../device/translate.ts';
 import type { CpuQueuesLayout, CpuState, RunOptions, RunResult } from '../driver/cpu.ts';
@@ -87,7 +87,7 @@ export function commandWords(c: Command): number[] {
 
 function traceEntry(r: TraceRecord): TraceEntry {
   const d = decodeCommand(r.words);
-  const queue = r.queue === 0 ? 'CMDQ' : `ECMDQ${r.queue - 1}`;
+  const queue = traceQueueName(r.queue);
   const outcome = r.outcome === 0 ? 'consumed' : cerrorName(r.outcome);
   const ptr = `0x${r.ptr.toString(16)}`;
   return {

@@ -28,7 +28,7 @@ describe('docs/memory-map.md', () => {
       if (name === 'COUNTERS') continue;
       expect(doc, name).toMatch(new RegExp(`\\| ${word}(–\\d+)? \\| [^|]*\\b${name}\\b`));
     }
-    for (const name of ['TAIL', 'APPLIED', 'CONSUMER_SLEEPING', 'SLEEPERS', 'PRODUCERS_WAITING'] as const) {
+    for (const name of ['TAIL', 'APPLIED', 'CONSUMER_SLEEPING', 'SLEEPERS', 'PRODUCERS_WAITING', 'WAKE'] as const) {
       expect(doc).toMatch(new RegExp(`\\| ${FIFO[name]} \\| ${name} \\|`));
     }
   });
