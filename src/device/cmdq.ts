@@ -1,6 +1,6 @@
 import * as ring from '../ring/index.ts';
 import { CERROR_ABT, CERROR_NONE } from '../spec/cerror.ts';
-import { COMMAND_BYTES, COMMAND_WORDS } from '../spec/commands.ts';
+import { COMMAND_BYTES, COMMAND_WORDS, OP } from '../spec/commands.ts';
 import type { PhysMem } from '../mem/phys.ts';
 
 /**
@@ -10,11 +10,16 @@ import type { PhysMem } from '../mem/phys.ts';
 export interface CommandExecutor {
   /**
    * Execute one command snapshot. Returns CERROR_NONE, or the error code that stops the queue
-   * with CONS.RD left on this command (§7.1). `q.cons` still points at the command; a CMD_SYNC
-   * publishes `next` as CONS before it signals completion (§4.7.3: observing the completion
-   * implies observing the CONS that passed the sync).
+   * with CONS.RD left on this command (§7.1). `q.cons` still points at the command. A CMD_SYNC
+   * only checks here that it can complete; its completion is `completeSync`.
    */
   execute(q: CommandQueue, words: Uint32Array, next: number): number;
+  /**
+   * Signal a consumed CMD_SYNC's completion. `q.cons` has passed it and its trace record is
+   * written; this publishes CONS first, then signals (§4.7.3: observing the completion implies
+   * observing the CONS that passed the sync).
+   */
+  completeSync(q: CommandQueue, words: Uint32Array): void;
   /** Make `q.cons` (and the queue's ERR field) visible to software. */
   publishCons(q: CommandQueue): void;
   /**
@@ -114,6 +119,7 @@ export class CommandQueue {
       this.cons = next;
       this.consumed++;
       n++;
+      if ((snap[0]! & 0xff) === OP.CMD_SYNC) this.exec.completeSync(this, snap);
     }
     if (n > 0) {
       this.exec.publishCons(this);

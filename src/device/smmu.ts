@@ -512,7 +512,7 @@ export class SmmuDevice implements CommandExecutor {
         return err;
       }
       this.board.count('COMMANDS_CONSUMED');
-      return this.cmdSync(q, w, next);
+      return CERROR_NONE;
     }
     // Out-of-range parameters are CONSTRAINED UNPREDICTABLE (§4.1.7); the model's documented
     // choice is that such a command is consumed with no effect (docs/fidelity.md).
@@ -529,14 +529,12 @@ export class SmmuDevice implements CommandExecutor {
 
   /**
    * §4.7.3 CMD_SYNC: everything before it in this queue has taken effect (the consumer is in
-   * order). CONS passes the sync before the completion signal is observable.
+   * order, and execute() asked the backend). CONS passes the sync before the completion signal
+   * is observable.
    */
-  private cmdSync(q: CommandQueue, w: Uint32Array, next: number): number {
+  completeSync(q: CommandQueue, w: Uint32Array): void {
     this.board.count('CMD_SYNCS');
-    const cons = q.cons;
-    q.cons = next;
     q.publish();
-    q.cons = cons; // consume() advances it again after execute returns
     const cs = getBits(w, F_CS.lsb, F_CS.width);
     if (cs === CS_SIG_IRQ) {
       const addr = this.f.msi ? fieldGetNumber(w, F_MSIADDR) : 0;
@@ -552,7 +550,6 @@ export class SmmuDevice implements CommandExecutor {
     } else if (cs === CS_SIG_SEV) {
       this.sendEvent();
     }
-    return CERROR_NONE;
   }
 
   /** A WFE wake-up event (§4.1, §4.7.3), when IDR0.SEV says the SMMU sends them. */
