@@ -2,7 +2,10 @@
  * smmu-sim's public entry point: the running model, and the spec layer's codecs a script needs
  * to build and read what goes through it.
  */
-export { System, DriverHandle, commandWords } from './system.ts';
+export { System, DriverHandle, CpuHandle, WorkerHandle, commandWords } from './system.ts';
+export { Vm } from './vms.ts';
+export type { VmConfig } from './vms.ts';
+export type { VmmState } from '../virt/vmm-worker.ts';
 export type { SystemConfig, TraceEntry, Command, IssueResult } from './system.ts';
 export { FULL_FEATURES, parseFeatures, validateFeatures } from '../spec/features.ts';
 export type { SmmuFeatures } from '../spec/features.ts';

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import type { Worker } from 'node:worker_threads';
-import { Board, DEVICE_STATE, FIFO, HDR, type CounterName } from '../mem/board.ts';
+import { Board, DEFAULT_RAM_BASE, DEFAULT_RAM_BYTES, DEVICE_STATE, FIFO, HDR, type CounterName } from '../mem/board.ts';
 import { MmioPort } from '../mem/mmio.ts';
 import { PhysMem } from '../mem/phys.ts';
 import { DEFAULT_WAIT, parseWaitPolicy, type WaitPolicy } from '../mem/wait.ts';
@@ -19,6 +19,7 @@ import type { DriverOptions, IssueResult } from '../driver/driver.ts';
 export type { IssueResult };
 import type { DriverReply, DriverWorkerData } from './driver-worker.ts';
 import { spawnWorker } from './spawn.ts';
+import { planVms, startVms, type Vm, type VmConfig } from './vms.ts';
 
 /** How to build a system. Every member is optional. */
 export interface SystemConfig {
@@ -56,6 +57,8 @@ export interface SystemConfig {
   readonly translate?: TranslatorOptions;
   /** DMA ports for masters (default 4). */
   readonly dmaPorts?: number;
+  /** Virtual machines with assigned devices (src/system/vms.ts); each adds one host CPU. */
+  readonly vms?: readonly VmConfig[];
 }
 
 /** One consumed (or refused) command, decoded. */
@@ -246,6 +249,9 @@ export class System {
   /** How the CPUs' queues are laid out (undefined without CPUs). */
   queues: CpuQueuesLayout | undefined;
   private readonly cpuWorkers: Worker[] = [];
+  /** Running VMs (SystemConfig.vms). */
+  readonly vms: Vm[] = [];
+  private readonly vmWorkers: Worker[] = [];
   private failure: Error | undefined;
   private stopping = false;
   private readonly traceLog: TraceEntry[] = [];
@@ -280,6 +286,7 @@ export class System {
     this.failure = e;
     this.driver?.failAll(e);
     for (const c of this.cpus) c.failAll(e);
+    for (const v of this.vms) v.failAll(e);
   }
 
   /** The first worker failure, if any. */
@@ -291,11 +298,14 @@ export class System {
     const features = typeof cfg.features === 'string' ? parseFeatures(cfg.features) : validateFeatures(cfg.features ?? FULL_FEATURES);
     const policy = typeof cfg.policy === 'string' ? parseWaitPolicy(cfg.policy) : (cfg.policy ?? DEFAULT_WAIT);
     const traceRecords = cfg.trace === true ? 1 << 16 : cfg.trace === false || cfg.trace === undefined ? 0 : cfg.trace;
+    const smmuBase = cfg.smmuBase ?? 0x0905_0000;
+    const hostRamBytes = cfg.ramBytes ?? DEFAULT_RAM_BYTES;
+    const vmPlan = planVms(cfg.vms ?? [], { features, smmuBase, ramBase: cfg.ramBase ?? DEFAULT_RAM_BASE, hostRamBytes });
     const board = Board.create({
-      windows: [{ name: 'smmu', base: cfg.smmuBase ?? 0x0905_0000, bytes: smmuRegWindow(features) }],
+      windows: [{ name: 'smmu', base: smmuBase, bytes: smmuRegWindow(features) }, ...vmPlan.windows],
       ...(cfg.dmaPorts !== undefined ? { dmaPorts: cfg.dmaPorts } : {}),
       ...(cfg.ramBase !== undefined ? { ramBase: cfg.ramBase } : {}),
-      ...(cfg.ramBytes !== undefined ? { ramBytes: cfg.ramBytes } : {}),
+      ramBytes: vmPlan.ramBytes,
       traceRecords,
     });
     const devData: DeviceWorkerData = { sab: board.sab, layout: board.layout, features, policy, ...(cfg.translate ? { translate: cfg.translate } : {}) };
@@ -307,7 +317,7 @@ export class System {
       const options: DriverOptions = {
         policy,
         syncMode: cfg.syncMode ?? (features.msi ? 'msi' : 'cons'),
-        ram: { start: board.layout.ram.base, end: board.layout.ram.base + board.layout.ram.bytes },
+        ram: { start: board.layout.ram.base, end: board.layout.ram.base + vmPlan.hostRamBytes },
         ...(cfg.cmdqLog2 !== undefined ? { cmdqLog2: cfg.cmdqLog2 } : {}),
         ...(cfg.eventqLog2 !== undefined ? { eventqLog2: cfg.eventqLog2 } : {}),
         ...(cfg.strtabLog2 !== undefined ? { strtabLog2: cfg.strtabLog2 } : {}),
@@ -327,22 +337,39 @@ export class System {
       }
     }
     const cpus = cfg.cpus ?? 0;
-    if (cpus > 0) {
-      if (driverWorker === undefined) throw new Error('cpus need the guest driver (driver: true) to reset the SMMU and share its queues');
+    const vmCpus = vmPlan.vms.length;
+    if (cpus + vmCpus > 0) {
+      if (driverWorker === undefined) throw new Error('cpus and vms need the guest driver (driver: true) to reset the SMMU and share its queues');
       try {
-        await sys.startCpus(cpus, cfg.cmdq ?? 'shared', cfg.ecmdqLog2);
+        await sys.startCpus(cpus, vmCpus, cfg.cmdq ?? 'shared', cfg.ecmdqLog2);
       } catch (e) {
         await sys.stop();
         throw new Error(`the guest CPUs could not start: ${(e as Error).message}`);
       }
     }
+    if (vmCpus > 0) {
+      try {
+        const failed = () => sys.failure ?? (sys.stopping ? new Error('the system was stopped') : undefined);
+        sys.vms.push(...(await startVms(sys, vmPlan, {
+          cpuBase: cpus,
+          adopt: (w, what) => {
+            sys.vmWorkers.push(w);
+            sys.watch(w, what);
+          },
+          failed,
+        })));
+      } catch (e) {
+        await sys.stop();
+        throw new Error(`the VMs could not start: ${(e as Error).message}`);
+      }
+    }
     return sys;
   }
 
-  /** Share the command queues and spawn one worker per guest CPU. */
-  private async startCpus(n: number, cmdq: 'shared' | 'ecmdq', ecmdqLog2: number | undefined): Promise<void> {
+  /** Share the command queues (with `n` CPU workers and `vmCpus` VM serving workers) and spawn one worker per guest CPU. */
+  private async startCpus(n: number, vmCpus: number, cmdq: 'shared' | 'ecmdq', ecmdqLog2: number | undefined): Promise<void> {
     if (!Number.isInteger(n) || n < 0 || n > 64) throw new RangeError(`cpus ${n} must be an integer in 0..64`);
-    this.queues = await this.driver.call<CpuQueuesLayout>('shareQueues', { cpus: n, cmdq, ...(ecmdqLog2 !== undefined ? { ecmdqLog2 } : {}) });
+    this.queues = await this.driver.call<CpuQueuesLayout>('shareQueues', { cpus: n + vmCpus, cmdq, ...(ecmdqLog2 !== undefined ? { ecmdqLog2 } : {}) });
     for (let i = 0; i < n; i++) {
       const data: CpuWorkerData = { role: 'cpu', sab: this.board.sab, layout: this.board.layout, queues: this.queues, cpu: i, policy: this.policy };
       const w = spawnWorker(import.meta.url, './cpu-worker', { workerData: data });
@@ -501,9 +528,9 @@ export class System {
     if (this.stopping) return;
     this.stopping = true;
     this.board.requestStop();
-    const workers = [this.device, ...(this.driverWorker ? [this.driverWorker] : []), ...this.cpuWorkers];
+    const workers = [this.device, ...(this.driverWorker ? [this.driverWorker] : []), ...this.cpuWorkers, ...this.vmWorkers];
     this.driverWorker?.postMessage('close');
-    for (const w of this.cpuWorkers) w.postMessage('close');
+    for (const w of [...this.cpuWorkers, ...this.vmWorkers]) w.postMessage('close');
     await Promise.all(workers.map(async (w) => {
       if (w.threadId === -1) return;
       const exited = once(w, 'exit');
@@ -512,5 +539,6 @@ export class System {
     }));
     this.driver?.failAll(new Error('the system was stopped'));
     for (const c of this.cpus) c.failAll(new Error('the system was stopped'));
+    for (const v of this.vms) v.failAll(new Error('the system was stopped'));
   }
 }

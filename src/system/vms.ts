@@ -1,0 +1,317 @@
+/**
+ * Virtual machines with assigned devices behind the host's SMMU (issue 6; src/virt/vsmmu.ts).
+ *
+ * A VM k has:
+ * - guest memory: a slice of host RAM carved above the host driver's, seen by the guest at the
+ *   board's RAM base (its IPA base), through a MemView;
+ * - a virtual SMMU register window 'vsmmu<k>' on the board, sized for the guest-visible features
+ *   (vsmmuFeatures: stage 1 only, no ECMDQ, MSIs);
+ * - a stage 2 domain in the host driver (sys.driver): every assigned physical StreamID attached to
+ *   it with the VM's VMID, guest RAM mapped IPA → host PA;
+ * - a serving worker (src/virt/vmm-worker.ts): the VMM ('trap') or the host kernel's in-kernel
+ *   queue consumer ('kernel-queue'), which is one host CPU on the host's shared command queues;
+ * - a guest driver worker: the unchanged GuestDriver (driver-worker.ts) on 'vsmmu<k>' and guest
+ *   memory. It does not know which path serves it.
+ *
+ * A device in the VM does DMA through sys.dma({ sid: psid, … }): the host SMMU translates with the
+ * nested STE the serving worker installed (the guest's stage 1 over the host's stage 2).
+ *
+ * `planVms` runs before the board exists (it adds windows and RAM); `startVms` runs once the host
+ * driver has reset the SMMU and shared its queues with one CPU per VM.
+ */
+import { once } from 'node:events';
+import type { Worker } from 'node:worker_threads';
+import { PAGE_64K, type WindowConfig } from '../mem/board.ts';
+import { MmioPort } from '../mem/mmio.ts';
+import type { WaitPolicy } from '../mem/wait.ts';
+import type { CpuQueuesLayout } from '../driver/cpu.ts';
+import type { DriverOptions } from '../driver/driver.ts';
+import type { Granule } from '../driver/pgtable.ts';
+import { OAS_BITS, type SmmuFeatures } from '../spec/features.ts';
+import { smmuRegWindow } from '../spec/registers.ts';
+import type { VmmState, VmmWorkerData } from '../virt/vmm-worker.ts';
+import { vsmmuFeatures, type GuestRam, type TrapBatch, type VmDeviceConfig, type VmPath } from '../virt/vsmmu.ts';
+import type { DriverWorkerData } from './driver-worker.ts';
+import { spawnWorker } from './spawn.ts';
+import { DriverHandle, WorkerHandle, type System } from './system.ts';
+
+export type { VmmState } from '../virt/vmm-worker.ts';
+export type { VmPath, TrapBatch, VmDeviceConfig, GuestRam, VsmmuCounters } from '../virt/vsmmu.ts';
+
+/** One VM of SystemConfig.vms. */
+export interface VmConfig {
+  readonly path: VmPath;
+  /** Bytes of guest memory, a multiple of 64 KiB (default 2 MiB). */
+  readonly ramBytes?: number;
+  /** The assigned devices: the StreamID the guest programs (vsid) and the host's (psid). */
+  readonly devices: readonly VmDeviceConfig[];
+  /** 'trap' only: one command per HWPT_INVALIDATE ('single', QEMU, default) or all up to each CMD_SYNC. */
+  readonly trapBatch?: TrapBatch;
+  /** Changes to the guest-visible SMMU features (see vsmmuFeatures). */
+  readonly features?: Partial<SmmuFeatures>;
+  /** The VM's VMID (default: its index + 1, as the kernel's lowest-free allocation gives at boot). */
+  readonly vmid?: number;
+  /** Guest driver: log2 of the StreamIDs its Stream table covers (default min(SIDSIZE, 8)). */
+  readonly strtabLog2?: number;
+  /** Guest driver: log2 of its command queue entries. */
+  readonly cmdqLog2?: number;
+}
+
+/** Guest memory of a VM unless its config says otherwise. */
+export const DEFAULT_VM_RAM_BYTES = 2 << 20;
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** Where one VM lives. */
+export interface VmPlan {
+  readonly index: number;
+  readonly path: VmPath;
+  readonly trapBatch: TrapBatch | undefined;
+  readonly window: WindowConfig;
+  readonly ram: GuestRam;
+  readonly vmid: number;
+  /** The guest-visible features. */
+  readonly features: SmmuFeatures;
+  /** IPA bits of the VM's stage 2 (the guest's OAS). */
+  readonly ipaBits: number;
+  readonly devices: readonly VmDeviceConfig[];
+  readonly config: VmConfig;
+}
+
+export interface VmsPlan {
+  /** Register windows to add to the board. */
+  readonly windows: readonly WindowConfig[];
+  /** The board's RAM: the host's bytes plus every VM's. */
+  readonly ramBytes: number;
+  /** RAM the host driver allocates from: [ramBase, ramBase + hostRamBytes). */
+  readonly hostRamBytes: number;
+  readonly vms: readonly VmPlan[];
+}
+
+export interface VmsHost {
+  readonly features: SmmuFeatures;
+  readonly smmuBase: number;
+  readonly ramBase: number;
+  /** Host RAM before the VMs' (SystemConfig.ramBytes, default 64 MiB). */
+  readonly hostRamBytes: number;
+}
+
+/**
+ * Lay out the VMs: windows after the host SMMU's, guest RAM carved above host RAM, VMIDs,
+ * guest-visible features. Throws a RangeError naming the first inconsistent setting.
+ */
+export function planVms(configs: readonly VmConfig[], h: VmsHost): VmsPlan {
+  if (configs.length > 0 && (!h.features.s1 || !h.features.s2)) throw new RangeError('VMs need a host SMMU with stage 1 and stage 2 (nesting)');
+  // The virtual SMMUs' windows follow the host SMMU's, 64 KiB aligned (§6.1).
+  let winBase = alignUp(h.smmuBase + smmuRegWindow(h.features), PAGE_64K);
+  let ramAt = h.ramBase + h.hostRamBytes;
+  const psids = new Map<number, number>();
+  const vmids = new Set<number>();
+  const maxVmid = 2 ** (h.features.vmid16 ? 16 : 8) - 1;
+  const vms = configs.map((c, index): VmPlan => {
+    const what = `VM ${index}`;
+    if (c.path !== 'trap' && c.path !== 'kernel-queue') throw new RangeError(`${what}: path '${String(c.path)}' is not 'trap' or 'kernel-queue'`);
+    if (c.trapBatch !== undefined && (c.path !== 'trap' || (c.trapBatch !== 'single' && c.trapBatch !== 'sync'))) {
+      throw new RangeError(`${what}: trapBatch is 'single' or 'sync', for the 'trap' path only`);
+    }
+    const bytes = c.ramBytes ?? DEFAULT_VM_RAM_BYTES;
+    if (!Number.isInteger(bytes) || bytes <= 0 || bytes % PAGE_64K !== 0) throw new RangeError(`${what}: ramBytes ${bytes} is not a positive multiple of 64 KiB`);
+    const features = vsmmuFeatures(h.features, c.features);
+    const ipaBits = OAS_BITS[features.oas]!;
+    if (h.ramBase + bytes > 2 ** ipaBits) throw new RangeError(`${what}: guest RAM at IPA 0x${h.ramBase.toString(16)} does not fit in ${ipaBits} IPA bits`);
+    const vmid = c.vmid ?? index + 1;
+    if (!Number.isInteger(vmid) || vmid < 1 || vmid > maxVmid) throw new RangeError(`${what}: VMID ${vmid} is not in 1..${maxVmid} (VMID 0 tags stage-1-only streams)`);
+    if (vmids.has(vmid)) throw new RangeError(`${what}: VMID ${vmid} belongs to another VM`);
+    vmids.add(vmid);
+    if (c.devices.length === 0) throw new RangeError(`${what}: a VM needs at least one assigned device`);
+    const strtabLog2 = c.strtabLog2 ?? Math.min(features.sidSize, 8);
+    const vsids = new Set<number>();
+    for (const d of c.devices) {
+      if (!Number.isInteger(d.vsid) || d.vsid < 0 || d.vsid >= 2 ** strtabLog2) throw new RangeError(`${what}: vSID ${d.vsid} is outside the guest's Stream table (2^${strtabLog2} StreamIDs)`);
+      if (!Number.isInteger(d.psid) || d.psid < 0 || d.psid >= 2 ** h.features.sidSize) throw new RangeError(`${what}: StreamID ${d.psid} is outside the host SMMU's SIDSIZE`);
+      if (vsids.has(d.vsid)) throw new RangeError(`${what}: vSID ${d.vsid} is assigned twice`);
+      vsids.add(d.vsid);
+      const owner = psids.get(d.psid);
+      if (owner !== undefined) throw new RangeError(`${what}: StreamID ${d.psid} is already assigned to VM ${owner}`);
+      psids.set(d.psid, index);
+    }
+    const window: WindowConfig = { name: `vsmmu${index}`, base: winBase, bytes: smmuRegWindow(features) };
+    winBase += window.bytes;
+    const ram: GuestRam = { ipa: h.ramBase, hostPa: ramAt, bytes };
+    ramAt += bytes;
+    return { index, path: c.path, trapBatch: c.trapBatch, window, ram, vmid, features, ipaBits, devices: c.devices.map((d) => ({ vsid: d.vsid, psid: d.psid })), config: c };
+  });
+  return { windows: vms.map((v) => v.window), ramBytes: ramAt - h.ramBase, hostRamBytes: h.hostRamBytes, vms };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running VMs
+// ---------------------------------------------------------------------------------------------
+
+/** One running VM, from the main thread. */
+export class Vm {
+  readonly index: number;
+  readonly path: VmPath;
+  readonly vmid: number;
+  readonly window: string;
+  readonly ram: GuestRam;
+  readonly devices: readonly VmDeviceConfig[];
+  /** The guest-visible SMMU features. */
+  readonly features: SmmuFeatures;
+  /** The host driver's stage 2 domain of the VM. */
+  readonly s2Domain: number;
+  /** The guest driver (a DriverHandle on the virtual SMMU): issue, attachStage1 on a vSID, map, unmap … */
+  readonly driver: DriverHandle;
+  /** The serving worker (VMM or in-kernel consumer). */
+  readonly vmm: WorkerHandle;
+  /** The virtual SMMU's registers, for reads from the main thread. */
+  readonly regs: MmioPort;
+
+  constructor(p: VmPlan, s2Domain: number, driver: DriverHandle, vmm: WorkerHandle, regs: MmioPort) {
+    this.index = p.index;
+    this.path = p.path;
+    this.vmid = p.vmid;
+    this.window = p.window.name;
+    this.ram = p.ram;
+    this.devices = p.devices;
+    this.features = p.features;
+    this.s2Domain = s2Domain;
+    this.driver = driver;
+    this.vmm = vmm;
+    this.regs = regs;
+  }
+
+  /** The serving worker's counters (per path: VM exits, ioctls, physical commands and syncs …). */
+  state(): Promise<VmmState> {
+    return this.vmm.call('state');
+  }
+
+  /** Zero the counters; resolves with the state before. */
+  resetCounters(): Promise<VmmState> {
+    return this.vmm.call('resetCounters');
+  }
+
+  /** The VM's iommufd objects (Iommufd.describe of each). */
+  objects(): Promise<unknown[]> {
+    return this.vmm.call('objects');
+  }
+
+  /** A virtual SMMU register as the guest reads it. */
+  readReg(off: number): number {
+    return this.regs.peek32(off);
+  }
+
+  /** The host physical address of a guest IPA (inside guest RAM). */
+  hostAddress(ipa: number): number {
+    if (!(ipa >= this.ram.ipa && ipa < this.ram.ipa + this.ram.bytes)) throw new RangeError(`IPA 0x${ipa.toString(16)} is outside VM ${this.index}'s RAM`);
+    return this.ram.hostPa + (ipa - this.ram.ipa);
+  }
+
+  /** Reject every call in flight (a worker died or the system stopped). */
+  failAll(e: Error): void {
+    this.driver.failAll(e);
+    this.vmm.failAll(e);
+  }
+}
+
+export interface VmsHooks {
+  /** CPU number of VM 0's serving worker on the host's shared queues (VM k uses cpuBase + k). */
+  readonly cpuBase: number;
+  /** Take a spawned worker: watch it (crash, unexpected exit) and stop it with the system. */
+  adopt(w: Worker, what: string): void;
+  /** The system's failure (or its stop), for the handles' calls. */
+  failed(): Error | undefined;
+}
+
+/** The smallest page size the host SMMU implements: the VM's stage 2 granule. */
+function stage2Granule(f: SmmuFeatures): Granule {
+  if (f.gran4k) return 4096;
+  return f.gran16k ? 16384 : 65536;
+}
+
+async function ready(w: Worker, what: string): Promise<void> {
+  const timer = new Promise<never>((_, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what} worker did not start within 10 s`)), 10_000);
+    t.unref();
+  });
+  const failed = once(w, 'error').then(([e]) => {
+    throw new Error(`${what} worker failed to start: ${(e as Error).message}`);
+  });
+  const exited = once(w, 'exit').then(([code]) => {
+    throw new Error(`${what} worker exited during start (code ${code})`);
+  });
+  await Promise.race([once(w, 'message'), failed, exited, timer]);
+}
+
+/**
+ * Start every planned VM, in order: the host driver's stage 2 for its devices and guest RAM,
+ * the serving worker, the guest driver (probe and reset through the virtual SMMU). Needs
+ * sys.queues with a CPU for each VM (cpuBase + k).
+ */
+export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Promise<Vm[]> {
+  const queues: CpuQueuesLayout | undefined = sys.queues;
+  if (plan.vms.length > 0 && queues === undefined) throw new Error('VMs need the host command queues shared with one CPU per VM');
+  const policy: WaitPolicy = sys.policy;
+  const timeoutMs = Math.max(10_000, 10 * policy.timeoutMs);
+  const out: Vm[] = [];
+  for (const p of plan.vms) {
+    const what = `VM ${p.index}`;
+    // The host kernel's stage 2: the nest parent every device of the VM is attached to.
+    const [first, ...rest] = p.devices;
+    const { domain } = await sys.driver.attachStage2(first!.psid, { vmid: p.vmid, granule: stage2Granule(sys.features), ipaBits: p.ipaBits });
+    for (const d of rest) await sys.driver.attachStage2(d.psid, { domain });
+    await sys.driver.map(domain, p.ram.ipa, p.ram.hostPa, p.ram.bytes, { read: true, write: true, cache: true });
+
+    const vmmData: VmmWorkerData = {
+      sab: sys.board.sab,
+      layout: sys.board.layout,
+      policy,
+      index: p.index,
+      path: p.path,
+      ...(p.trapBatch !== undefined ? { trapBatch: p.trapBatch } : {}),
+      hostFeatures: sys.features,
+      guestFeatures: p.features,
+      window: p.window.name,
+      ram: p.ram,
+      vmid: p.vmid,
+      devices: p.devices,
+      queues: queues!,
+      cpu: hooks.cpuBase + p.index,
+    };
+    const vmmWorker = spawnWorker(import.meta.url, '../virt/vmm-worker', { workerData: vmmData });
+    const vmmName = `${what} ${p.path === 'trap' ? 'VMM' : 'in-kernel queue'}`;
+    try {
+      await ready(vmmWorker, vmmName);
+    } catch (e) {
+      await vmmWorker.terminate();
+      throw e;
+    }
+    hooks.adopt(vmmWorker, vmmName);
+    const vmm = new WorkerHandle(vmmWorker, timeoutMs, hooks.failed);
+
+    const options: DriverOptions = {
+      window: p.window.name,
+      policy,
+      syncMode: p.features.msi ? 'msi' : 'cons',
+      ram: { start: p.ram.ipa, end: p.ram.ipa + p.ram.bytes },
+      memView: { base: p.ram.ipa, hostPa: p.ram.hostPa, bytes: p.ram.bytes },
+      ...(p.config.strtabLog2 !== undefined ? { strtabLog2: p.config.strtabLog2 } : {}),
+      ...(p.config.cmdqLog2 !== undefined ? { cmdqLog2: p.config.cmdqLog2 } : {}),
+    };
+    const drvData: DriverWorkerData = { sab: sys.board.sab, layout: sys.board.layout, options };
+    const drvWorker = spawnWorker(import.meta.url, './driver-worker', { workerData: drvData });
+    hooks.adopt(drvWorker, `${what} guest driver`);
+    const driver = new DriverHandle(drvWorker, timeoutMs, hooks.failed);
+    const vm = new Vm(p, domain, driver, vmm, new MmioPort(sys.board, p.window.name, policy));
+    out.push(vm);
+    try {
+      await driver.probe();
+      await driver.reset();
+    } catch (e) {
+      throw new Error(`${what}: the guest driver could not bring its SMMU up: ${(e as Error).message}`);
+    }
+  }
+  return out;
+}
