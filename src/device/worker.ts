@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Board, DEVICE_STATE, HDR, type BoardLayout } from '../mem/board.ts';
 import type { WaitPolicy } from '../mem/wait.ts';
 import type { SmmuFeatures } from '../spec/features.ts';
+import { cmdqvExtension, type CmdqvConfig } from './cmdqv.ts';
 import { SmmuDevice } from './smmu.ts';
 import type { TranslatorOptions } from './translate.ts';
 
@@ -17,6 +18,8 @@ export interface DeviceWorkerData {
   readonly policy: WaitPolicy;
   readonly window?: string;
   readonly translate?: TranslatorOptions;
+  /** An NVIDIA Tegra241 CMDQV beside the SMMU, on its own window (which must wake with the SMMU's). */
+  readonly cmdqv?: CmdqvConfig;
 }
 
 const data = workerData as DeviceWorkerData;
@@ -27,6 +30,7 @@ try {
     policy: data.policy,
     ...(data.window ? { window: data.window } : {}),
     ...(data.translate ? { translate: data.translate } : {}),
+    ...(data.cmdqv ? { extensions: cmdqvExtension(data.cmdqv) } : {}),
   });
   Atomics.store(board.i32, HDR.DEVICE_STATE, DEVICE_STATE.RUNNING);
   parentPort?.postMessage({ ready: true });
