@@ -3,6 +3,7 @@ import { decodeMain, DECODE_HELP } from './decode.ts';
 import { encodeMain, ENCODE_HELP } from './encode.ts';
 import { regsMain, REGS_HELP } from './regs.ts';
 import { demoMain, DEMO_HELP } from './demo.ts';
+import { benchMain, BENCH_HELP } from './bench.ts';
 
 interface Subcommand {
   readonly summary: string;
@@ -11,6 +12,7 @@ interface Subcommand {
 }
 
 const COMMANDS: Record<string, Subcommand> = {
+  bench: { summary: 'invalidation latency and throughput, path by path, against the floor of the medium', help: BENCH_HELP, run: benchMain },
   decode: { summary: 'decode commands (or an STE, CD or event record) from hex', help: DECODE_HELP, run: decodeMain },
   encode: { summary: 'encode commands from JSON field values', help: ENCODE_HELP, run: encodeMain },
   regs: { summary: 'the register map and its fields', help: REGS_HELP, run: regsMain },
