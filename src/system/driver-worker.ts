@@ -2,16 +2,40 @@
  * The guest driver's worker: a GuestDriver on the board, driven by request messages from the
  * System in the main thread. Each request runs to completion (the driver's waits block this
  * thread, never the main one) and is answered with its result or its error.
+ *
+ * In a VM with a CMDQV ('vcmdq', src/system/vms.ts) the worker is the guest whose kernel found a
+ * Tegra241 CMDQV beside its SMMU: after the SMMU driver's reset it brings up the guest CMDQV driver
+ * (src/driver/cmdqv.ts) and routes the driver's commands through it (VcmdqIssuer), as Linux's
+ * arm-smmu-v3 does once tegra241-cmdqv has probed. The host's driver worker, for its part, resets
+ * the physical CMDQV once (hostCmdqvReset).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Board, type BoardLayout } from '../mem/board.ts';
-import { GuestDriver, type DriverOptions } from '../driver/driver.ts';
+import { MmioPort } from '../mem/mmio.ts';
+import type { WaitPolicy } from '../mem/wait.ts';
+import { GuestDriver, type DriverOptions, type IssueResult } from '../driver/driver.ts';
 import { GuestCpu, shareCommandQueues } from '../driver/cpu.ts';
+import { GuestCmdqv, GuestCmdqvBus, MappedPage, VcmdqIssuer } from '../driver/cmdqv.ts';
+import type { RegisterPort } from '../driver/port.ts';
+import { CmdqvHostDriver } from '../virt/cmdqv-host.ts';
+
+/** The guest's CMDQV (a VM on the 'vcmdq' path). */
+export interface GuestCmdqvData {
+  /** The guest's CMDQV window, trapped by its VMM ('vcmdqv<k>'). */
+  readonly window: string;
+  /** The physical CMDQV window, of which one page is mapped into the guest. */
+  readonly physWindow: string;
+  /** Offset in the physical window of that page: its VINTF's page 0. */
+  readonly page0: number;
+  /** log2 of each LVCMDQ's entries (default: the guest driver's, GUEST_LVCMDQ_LOG2). */
+  readonly lvcmdqLog2?: number;
+}
 
 export interface DriverWorkerData {
   readonly sab: SharedArrayBuffer;
   readonly layout: BoardLayout;
   readonly options: DriverOptions;
+  readonly cmdqv?: GuestCmdqvData;
 }
 
 export interface DriverRequest {
@@ -28,8 +52,123 @@ const data = workerData as DriverWorkerData;
 const board = Board.attach(data.sab, data.layout);
 const driver = new GuestDriver(board, data.options);
 
+/**
+ * A register window the VMM emulates: a guest write is a trap, and the vCPU resumes only once the
+ * VMM has handled it. The next instruction may touch another window whose state the trap
+ * changed (a VCMDQ_BASE write makes the VMM allocate the hardware queue, which the guest then
+ * enables through its mapped page), so each write waits until it was applied.
+ */
+class TrappedPort implements RegisterPort {
+  constructor(readonly port: MmioPort) {}
+
+  write32(off: number, value: number): void {
+    this.port.write32(off, value);
+    this.port.drainOwn();
+  }
+
+  write64Parts(off: number, lo: number, hi: number): void {
+    this.port.write64Parts(off, lo, hi);
+    this.port.drainOwn();
+  }
+
+  read32(off: number): number {
+    return this.port.read32(off);
+  }
+
+  peek32(off: number): number {
+    return this.port.peek32(off);
+  }
+
+  waitReg(off: number, ready: (v: number) => boolean, describe: () => string, policy?: WaitPolicy): number {
+    return this.port.waitReg(off, ready, describe, policy);
+  }
+
+  drainOwn(): void {
+    this.port.drainOwn();
+  }
+}
+
+/** The guest CMDQV driver and its issuer, once reset() made them ('vcmdq' only). */
+let cmdqv: GuestCmdqv | undefined;
+let vcmdqIssuer: VcmdqIssuer | undefined;
+
+/**
+ * The driver's reset. In a VM with a CMDQV, then the guest CMDQV driver's probe and reset
+ * (tegra241_cmdqv_hw_reset over its one VINTF), and the driver's commands routed through it.
+ */
+function reset(): void {
+  const c = data.cmdqv;
+  if (c === undefined) {
+    driver.reset();
+    return;
+  }
+  driver.setIssuer(undefined);
+  vcmdqIssuer = undefined;
+  driver.reset();
+  const policy = data.options.policy;
+  cmdqv ??= new GuestCmdqv({
+    bus: new GuestCmdqvBus(new TrappedPort(new MmioPort(board, c.window, policy)), new MappedPage(new MmioPort(board, c.physWindow, policy), c.page0)),
+    mem: driver.mem,
+    alloc: driver.allocator,
+    policy,
+    cmdqs: driver.features!.cmdqs,
+    ...(c.lvcmdqLog2 !== undefined ? { log2: c.lvcmdqLog2 } : {}),
+    mainSync: () => {
+      driver.sync();
+    },
+  });
+  cmdqv.probe();
+  cmdqv.reset();
+  vcmdqIssuer = new VcmdqIssuer(driver, cmdqv);
+  driver.setIssuer(vcmdqIssuer);
+}
+
+/**
+ * A guest that writes its own LVCMDQ ring, whatever the commands (a hostile guest, or a test of
+ * the VCMDQ's filter): the commands, then a CMD_SYNC (CS = SIG_NONE) unless `sync` is false, on
+ * LVCMDQ `lvcmdq` (default this CPU's), and a wait for it with the §4.7 error path serviced.
+ */
+function vcmdqIssue(cmds: Uint32Array[], opts: { lvcmdq?: number; sync?: boolean } = {}): IssueResult {
+  if (cmdqv === undefined) throw new Error('this guest has no CMDQV (a VM on the vcmdq path, after reset)');
+  const q = opts.lvcmdq === undefined ? cmdqv.queueForCpu() : cmdqv.lvcmdqs[opts.lvcmdq];
+  if (q === undefined || !q.enabled) throw new Error(`LVCMDQ ${opts.lvcmdq ?? 'of this CPU'} is not enabled`);
+  const res: IssueResult = { commands: cmds.length, batches: 1, doorbells: 0, polls: 0, errors: [] };
+  cmdqv.issueOn(q, cmds, 0, cmds.length, opts.sync ?? true, res);
+  return res;
+}
+
+/**
+ * The host kernel's CMDQV reset (tegra241_cmdqv_hw_reset, part of the host SMMU's reset): once
+ * per system, before any VM asks for a VINTF.
+ */
+function hostCmdqvReset(args: { window: string; base: number }): unknown {
+  const policy = data.options.policy;
+  const host = new CmdqvHostDriver(new MmioPort(board, args.window, policy), {
+    policy,
+    base: args.base,
+    mainSync: () => {
+      driver.sync();
+    },
+  });
+  host.reset();
+  return host.counts;
+}
+
 function state(): unknown {
-  return { features: driver.features, cmdq: driver.cmdq, counters: driver.counters, log: driver.log, streamTable: driver.streamTable };
+  return {
+    features: driver.features, cmdq: driver.cmdq, counters: driver.counters, log: driver.log, streamTable: driver.streamTable,
+    ...(cmdqv !== undefined
+      ? {
+          cmdqv: {
+            hypOwned: cmdqv.hypOwned,
+            counters: { ...cmdqv.counters },
+            log: [...cmdqv.log],
+            lvcmdqs: cmdqv.lvcmdqs.map((q) => ({ ...q })),
+            routed: vcmdqIssuer !== undefined ? { ...vcmdqIssuer.routed } : undefined,
+          },
+        }
+      : {}),
+  };
 }
 
 /**
@@ -53,7 +192,9 @@ const d = driver;
 /** The calls a System may make: nothing else of the driver is reachable from a message. */
 const METHODS: Record<string, Method> = {
   probe: () => d.probe(),
-  reset: () => d.reset(),
+  reset,
+  vcmdqIssue,
+  hostCmdqvReset,
   issue: (cmds: Uint32Array[], opts: { sync?: boolean }) => d.issue(cmds, opts),
   sync: () => d.sync(),
   handleGerror: () => d.handleGerror(),

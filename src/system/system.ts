@@ -9,8 +9,10 @@ import { cerrorName } from '../spec/cerror.ts';
 import { FULL_FEATURES, parseFeatures, validateFeatures, type SmmuFeatures } from '../spec/features.ts';
 import { findRegister, smmuRegWindow } from '../spec/registers.ts';
 import { SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
-import { drainTrace, traceQueueName, type TraceRecord } from '../device/trace.ts';
+import { drainTrace, traceQueueName, TRACE_QUEUE_VCMDQ, type TraceRecord } from '../device/trace.ts';
 import type { DeviceWorkerData } from '../device/worker.ts';
+import { cmdqvWindowConfig, type CmdqvConfig } from '../device/cmdqv.ts';
+import { vcmdqErrName } from '../spec/cmdqv.ts';
 import type { TranslatorOptions } from '../device/translate.ts';
 import type { CpuQueuesLayout, CpuState, RunOptions, RunResult } from '../driver/cpu.ts';
 import type { CpuWorkerData } from './cpu-worker.ts';
@@ -59,7 +61,17 @@ export interface SystemConfig {
   readonly dmaPorts?: number;
   /** Virtual machines with assigned devices (src/system/vms.ts); each adds one host CPU. */
   readonly vms?: readonly VmConfig[];
+  /**
+   * An NVIDIA Tegra241 CMDQV beside the SMMU (src/device/cmdqv.ts): true for the defaults, or its
+   * geometry and switches. Needed by VMs on the 'vcmdq' path.
+   */
+  readonly cmdqv?: CmdqvConfig | true;
+  /** Physical address of the CMDQV window (default 0x0a00_0000, 64 KiB aligned). */
+  readonly cmdqvBase?: number;
 }
+
+/** Where the CMDQV window sits unless SystemConfig.cmdqvBase says otherwise. */
+export const DEFAULT_CMDQV_BASE = 0x0a00_0000;
 
 /** One consumed (or refused) command, decoded. */
 export interface TraceEntry {
@@ -67,7 +79,7 @@ export interface TraceEntry {
   /** The queue pointer (index and wrap) the command was read from. */
   readonly ptr: number;
   readonly words: readonly [number, number, number, number];
-  /** 'consumed', or the CERROR name the command raised. */
+  /** 'consumed', or the CERROR name the command raised (a VCMDQ's VCMDQ_CONS.ERR name). */
   readonly outcome: string;
   /** One readable line. */
   readonly text: string;
@@ -91,7 +103,7 @@ export function commandWords(c: Command): number[] {
 function traceEntry(r: TraceRecord): TraceEntry {
   const d = decodeCommand(r.words);
   const queue = traceQueueName(r.queue);
-  const outcome = r.outcome === 0 ? 'consumed' : cerrorName(r.outcome);
+  const outcome = r.outcome === 0 ? 'consumed' : r.queue >= TRACE_QUEUE_VCMDQ ? vcmdqErrName(r.outcome) : cerrorName(r.outcome);
   const ptr = `0x${r.ptr.toString(16)}`;
   return {
     queue,
@@ -300,15 +312,21 @@ export class System {
     const traceRecords = cfg.trace === true ? 1 << 16 : cfg.trace === false || cfg.trace === undefined ? 0 : cfg.trace;
     const smmuBase = cfg.smmuBase ?? 0x0905_0000;
     const hostRamBytes = cfg.ramBytes ?? DEFAULT_RAM_BYTES;
-    const vmPlan = planVms(cfg.vms ?? [], { features, smmuBase, ramBase: cfg.ramBase ?? DEFAULT_RAM_BASE, hostRamBytes });
+    const cmdqv = cfg.cmdqv === true ? {} : cfg.cmdqv;
+    const cmdqvWindow = cmdqv !== undefined ? cmdqvWindowConfig(cmdqv, cfg.cmdqvBase ?? DEFAULT_CMDQV_BASE) : undefined;
+    const vmPlan = planVms(cfg.vms ?? [], {
+      features, smmuBase, ramBase: cfg.ramBase ?? DEFAULT_RAM_BASE, hostRamBytes, ...(cmdqv && cmdqvWindow ? { cmdqv: { config: cmdqv, window: cmdqvWindow } } : {}),
+    });
     const board = Board.create({
-      windows: [{ name: 'smmu', base: smmuBase, bytes: smmuRegWindow(features) }, ...vmPlan.windows],
+      windows: [{ name: 'smmu', base: smmuBase, bytes: smmuRegWindow(features) }, ...(cmdqvWindow ? [cmdqvWindow] : []), ...vmPlan.windows],
       ...(cfg.dmaPorts !== undefined ? { dmaPorts: cfg.dmaPorts } : {}),
       ...(cfg.ramBase !== undefined ? { ramBase: cfg.ramBase } : {}),
       ramBytes: vmPlan.ramBytes,
       traceRecords,
     });
-    const devData: DeviceWorkerData = { sab: board.sab, layout: board.layout, features, policy, ...(cfg.translate ? { translate: cfg.translate } : {}) };
+    const devData: DeviceWorkerData = {
+      sab: board.sab, layout: board.layout, features, policy, ...(cfg.translate ? { translate: cfg.translate } : {}), ...(cmdqv ? { cmdqv } : {}),
+    };
     const device = spawnWorker(import.meta.url, '../device/worker', { workerData: devData });
     await System.ready(device, 'SMMU device');
 
@@ -331,6 +349,8 @@ export class System {
       try {
         await sys.driver.probe();
         await sys.driver.reset();
+        // The CMDQV's part of the host SMMU's reset (tegra241_cmdqv_hw_reset), before any VM.
+        if (cmdqvWindow) await sys.driver.call('hostCmdqvReset', { window: cmdqvWindow.name, base: cmdqvWindow.base });
       } catch (e) {
         await sys.stop();
         throw new Error(`the guest driver could not bring the SMMU up: ${(e as Error).message}`);
@@ -357,6 +377,7 @@ export class System {
             sys.watch(w, what);
           },
           failed,
+          ...(cmdqvWindow ? { cmdqv: { window: cmdqvWindow.name, base: cmdqvWindow.base } } : {}),
         })));
       } catch (e) {
         await sys.stop();

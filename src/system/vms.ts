@@ -8,10 +8,18 @@
  *   (vsmmuFeatures: stage 1 only, no ECMDQ, MSIs);
  * - a stage 2 domain in the host driver (sys.driver): every assigned physical StreamID attached to
  *   it with the VM's VMID, guest RAM mapped IPA → host PA;
- * - a serving worker (src/virt/vmm-worker.ts): the VMM ('trap') or the host kernel's in-kernel
- *   queue consumer ('kernel-queue'), which is one host CPU on the host's shared command queues;
+ * - a serving worker (src/virt/vmm-worker.ts): the VMM ('trap', 'vcmdq') or the host kernel's
+ *   in-kernel queue consumer ('kernel-queue'), which is one host CPU on the host's shared command
+ *   queues;
  * - a guest driver worker: the unchanged GuestDriver (driver-worker.ts) on 'vsmmu<k>' and guest
  *   memory. It does not know which path serves it.
+ *
+ * A 'vcmdq' VM (NVIDIA Tegra241 CMDQV, SystemConfig.cmdqv) also has a VINTF of the physical CMDQV
+ * (the n-th 'vcmdq' VM, counting from 1, gets VINTF n, VINTF0 being the host's: the kernel's
+ * lowest free one when the VMs are created in order) and a trapped CMDQV window 'vcmdqv<k>' of
+ * one VINTF that its VMM serves. Its guest driver worker brings up the guest CMDQV driver on that window plus the VINTF's
+ * page 0 of the physical window, mapped into the guest: NH_ASID, NH_VA and ATC_INV go to its
+ * LVCMDQ without a trap, everything else to its trapped SMMU queue, as on 'trap'.
  *
  * A device in the VM does DMA through sys.dma({ sid: psid, … }): the host SMMU translates with the
  * nested STE the serving worker installed (the guest's stage 1 over the host's stage 2).
@@ -29,13 +37,17 @@ import type { DriverOptions } from '../driver/driver.ts';
 import type { Granule } from '../driver/pgtable.ts';
 import { OAS_BITS, type SmmuFeatures } from '../spec/features.ts';
 import { smmuRegWindow } from '../spec/registers.ts';
-import type { VmmState, VmmWorkerData } from '../virt/vmm-worker.ts';
+import { cmdqvCounts, vintfPage0 } from '../spec/cmdqv.ts';
+import { cmdqvGeometry, type CmdqvConfig } from '../device/cmdqv.ts';
+import type { IssueResult } from '../driver/driver.ts';
+import { virtualCmdqvWindow } from '../virt/cmdqv-host.ts';
+import type { VmmCmdqvData, VmmState, VmmWorkerData } from '../virt/vmm-worker.ts';
 import { vsmmuFeatures, type GuestRam, type TrapBatch, type VmDeviceConfig, type VmPath } from '../virt/vsmmu.ts';
-import type { DriverWorkerData } from './driver-worker.ts';
+import type { DriverWorkerData, GuestCmdqvData } from './driver-worker.ts';
 import { spawnWorker } from './spawn.ts';
-import { DriverHandle, WorkerHandle, type System } from './system.ts';
+import { DriverHandle, WorkerHandle, commandWords, type Command, type System } from './system.ts';
 
-export type { VmmState } from '../virt/vmm-worker.ts';
+export type { VmmState, VmmCmdqvState } from '../virt/vmm-worker.ts';
 export type { VmPath, TrapBatch, VmDeviceConfig, GuestRam, VsmmuCounters } from '../virt/vsmmu.ts';
 
 /** One VM of SystemConfig.vms. */
@@ -45,7 +57,10 @@ export interface VmConfig {
   readonly ramBytes?: number;
   /** The assigned devices: the StreamID the guest programs (vsid) and the host's (psid). */
   readonly devices: readonly VmDeviceConfig[];
-  /** 'trap' only: one command per HWPT_INVALIDATE ('single', QEMU, default) or all up to each CMD_SYNC. */
+  /**
+   * 'trap' and 'vcmdq' (its trapped SMMU queue): one command per HWPT_INVALIDATE ('single', QEMU,
+   * default) or all up to each CMD_SYNC.
+   */
   readonly trapBatch?: TrapBatch;
   /** Changes to the guest-visible SMMU features (see vsmmuFeatures). */
   readonly features?: Partial<SmmuFeatures>;
@@ -55,6 +70,8 @@ export interface VmConfig {
   readonly strtabLog2?: number;
   /** Guest driver: log2 of its command queue entries. */
   readonly cmdqLog2?: number;
+  /** 'vcmdq' only: log2 of each LVCMDQ's entries (default the guest CMDQV driver's, 8; capped at CMDQS). */
+  readonly lvcmdqLog2?: number;
 }
 
 /** Guest memory of a VM unless its config says otherwise. */
@@ -78,6 +95,8 @@ export interface VmPlan {
   readonly ipaBits: number;
   readonly devices: readonly VmDeviceConfig[];
   readonly config: VmConfig;
+  /** 'vcmdq' only: the VM's VINTF and its trapped CMDQV window. */
+  readonly cmdqv: { readonly vintf: number; readonly window: WindowConfig } | undefined;
 }
 
 export interface VmsPlan {
@@ -96,6 +115,8 @@ export interface VmsHost {
   readonly ramBase: number;
   /** Host RAM before the VMs' (SystemConfig.ramBytes, default 64 MiB). */
   readonly hostRamBytes: number;
+  /** The physical CMDQV, if the system has one (SystemConfig.cmdqv): its config and window. */
+  readonly cmdqv?: { readonly config: CmdqvConfig; readonly window: WindowConfig };
 }
 
 /**
@@ -110,11 +131,23 @@ export function planVms(configs: readonly VmConfig[], h: VmsHost): VmsPlan {
   const psids = new Map<number, number>();
   const vmids = new Set<number>();
   const maxVmid = 2 ** (h.features.vmid16 ? 16 : 8) - 1;
+  const numVintfs = h.cmdqv === undefined ? 0 : cmdqvCounts(cmdqvGeometry(h.cmdqv.config)).numVintfs;
+  let nextVintf = 1;
   const vms = configs.map((c, index): VmPlan => {
     const what = `VM ${index}`;
-    if (c.path !== 'trap' && c.path !== 'kernel-queue') throw new RangeError(`${what}: path '${String(c.path)}' is not 'trap' or 'kernel-queue'`);
-    if (c.trapBatch !== undefined && (c.path !== 'trap' || (c.trapBatch !== 'single' && c.trapBatch !== 'sync'))) {
-      throw new RangeError(`${what}: trapBatch is 'single' or 'sync', for the 'trap' path only`);
+    if (c.path !== 'trap' && c.path !== 'kernel-queue' && c.path !== 'vcmdq') throw new RangeError(`${what}: path '${String(c.path)}' is not 'trap', 'kernel-queue' or 'vcmdq'`);
+    if (c.trapBatch !== undefined && (c.path === 'kernel-queue' || (c.trapBatch !== 'single' && c.trapBatch !== 'sync'))) {
+      throw new RangeError(`${what}: trapBatch is 'single' or 'sync', for the 'trap' and 'vcmdq' paths only`);
+    }
+    if (c.lvcmdqLog2 !== undefined && (c.path !== 'vcmdq' || !Number.isInteger(c.lvcmdqLog2) || c.lvcmdqLog2 < 1)) {
+      throw new RangeError(`${what}: lvcmdqLog2 is a positive integer, for the 'vcmdq' path only`);
+    }
+    let vintf: number | undefined;
+    if (c.path === 'vcmdq') {
+      if (h.cmdqv === undefined) throw new RangeError(`${what}: the 'vcmdq' path needs a CMDQV beside the SMMU (SystemConfig.cmdqv)`);
+      // VINTF0 is the host kernel's own (viommu.md §4.2).
+      if (nextVintf >= numVintfs) throw new RangeError(`${what}: the CMDQV has ${numVintfs} VINTFs, VINTF0 the host's: no VINTF left for this VM`);
+      vintf = nextVintf++;
     }
     const bytes = c.ramBytes ?? DEFAULT_VM_RAM_BYTES;
     if (!Number.isInteger(bytes) || bytes <= 0 || bytes % PAGE_64K !== 0) throw new RangeError(`${what}: ramBytes ${bytes} is not a positive multiple of 64 KiB`);
@@ -139,11 +172,20 @@ export function planVms(configs: readonly VmConfig[], h: VmsHost): VmsPlan {
     }
     const window: WindowConfig = { name: `vsmmu${index}`, base: winBase, bytes: smmuRegWindow(features) };
     winBase += window.bytes;
+    // The guest's CMDQV window (one VINTF, QEMU's size) follows its vSMMU's and wakes its VMM.
+    let cmdqv: VmPlan['cmdqv'];
+    if (vintf !== undefined) {
+      cmdqv = { vintf, window: virtualCmdqvWindow(`vcmdqv${index}`, winBase, window.name) };
+      winBase += cmdqv.window.bytes;
+    }
     const ram: GuestRam = { ipa: h.ramBase, hostPa: ramAt, bytes };
     ramAt += bytes;
-    return { index, path: c.path, trapBatch: c.trapBatch, window, ram, vmid, features, ipaBits, devices: c.devices.map((d) => ({ vsid: d.vsid, psid: d.psid })), config: c };
+    return {
+      index, path: c.path, trapBatch: c.trapBatch, window, ram, vmid, features, ipaBits, devices: c.devices.map((d) => ({ vsid: d.vsid, psid: d.psid })), config: c, cmdqv,
+    };
   });
-  return { windows: vms.map((v) => v.window), ramBytes: ramAt - h.ramBase, hostRamBytes: h.hostRamBytes, vms };
+  const windows = vms.flatMap((v) => (v.cmdqv === undefined ? [v.window] : [v.window, v.cmdqv.window]));
+  return { windows, ramBytes: ramAt - h.ramBase, hostRamBytes: h.hostRamBytes, vms };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,9 +210,15 @@ export class Vm {
   readonly vmm: WorkerHandle;
   /** The virtual SMMU's registers, for reads from the main thread. */
   readonly regs: MmioPort;
+  /** 'vcmdq' only: the VM's VINTF of the physical CMDQV. */
+  readonly vintf: number | undefined;
+  /** 'vcmdq' only: the guest's trapped CMDQV window. */
+  readonly cmdqvWindow: string | undefined;
 
   constructor(p: VmPlan, s2Domain: number, driver: DriverHandle, vmm: WorkerHandle, regs: MmioPort) {
     this.index = p.index;
+    this.vintf = p.cmdqv?.vintf;
+    this.cmdqvWindow = p.cmdqv?.window.name;
     this.path = p.path;
     this.vmid = p.vmid;
     this.window = p.window.name;
@@ -198,6 +246,15 @@ export class Vm {
     return this.vmm.call('objects');
   }
 
+  /**
+   * 'vcmdq' only: the guest writes `cmds` into its own LVCMDQ ring, whatever they are (as a
+   * hostile guest may), then a CMD_SYNC unless `sync` is false, and waits for it, taking its
+   * CMDQV interrupt (viommu.md §4.7) meanwhile. `lvcmdq` defaults to the guest CPU's queue.
+   */
+  issueOnVcmdq(cmds: readonly Command[], opts: { lvcmdq?: number; sync?: boolean } = {}): Promise<IssueResult> {
+    return this.driver.call('vcmdqIssue', cmds.map((c) => Uint32Array.from(commandWords(c))), opts);
+  }
+
   /** A virtual SMMU register as the guest reads it. */
   readReg(off: number): number {
     return this.regs.peek32(off);
@@ -216,6 +273,13 @@ export class Vm {
   }
 }
 
+/** The physical CMDQV as startVms needs it. */
+export interface VmsCmdqv {
+  /** The physical window's name and physical address. */
+  readonly window: string;
+  readonly base: number;
+}
+
 export interface VmsHooks {
   /** CPU number of VM 0's serving worker on the host's shared queues (VM k uses cpuBase + k). */
   readonly cpuBase: number;
@@ -223,6 +287,8 @@ export interface VmsHooks {
   adopt(w: Worker, what: string): void;
   /** The system's failure (or its stop), for the handles' calls. */
   failed(): Error | undefined;
+  /** The physical CMDQV (needed by 'vcmdq' VMs). */
+  readonly cmdqv?: VmsCmdqv;
 }
 
 /** The smallest page size the host SMMU implements: the VM's stage 2 granule. */
@@ -264,6 +330,15 @@ export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Pro
     for (const d of rest) await sys.driver.attachStage2(d.psid, { domain });
     await sys.driver.map(domain, p.ram.ipa, p.ram.hostPa, p.ram.bytes, { read: true, write: true, cache: true });
 
+    let vmmCmdqv: VmmCmdqvData | undefined;
+    let guestCmdqv: GuestCmdqvData | undefined;
+    if (p.cmdqv !== undefined) {
+      const phys = hooks.cmdqv;
+      if (phys === undefined) throw new Error(`${what}: the 'vcmdq' path needs the physical CMDQV`);
+      const page0 = vintfPage0(p.cmdqv.vintf);
+      vmmCmdqv = { vintf: p.cmdqv.vintf, window: p.cmdqv.window.name, physWindow: phys.window, physBase: phys.base, page0 };
+      guestCmdqv = { window: p.cmdqv.window.name, physWindow: phys.window, page0, ...(p.config.lvcmdqLog2 !== undefined ? { lvcmdqLog2: p.config.lvcmdqLog2 } : {}) };
+    }
     const vmmData: VmmWorkerData = {
       sab: sys.board.sab,
       layout: sys.board.layout,
@@ -279,9 +354,10 @@ export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Pro
       devices: p.devices,
       queues: queues!,
       cpu: hooks.cpuBase + p.index,
+      ...(vmmCmdqv !== undefined ? { cmdqv: vmmCmdqv } : {}),
     };
     const vmmWorker = spawnWorker(import.meta.url, '../virt/vmm-worker', { workerData: vmmData });
-    const vmmName = `${what} ${p.path === 'trap' ? 'VMM' : 'in-kernel queue'}`;
+    const vmmName = `${what} ${p.path === 'kernel-queue' ? 'in-kernel queue' : 'VMM'}`;
     try {
       await ready(vmmWorker, vmmName);
     } catch (e) {
@@ -300,7 +376,7 @@ export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Pro
       ...(p.config.strtabLog2 !== undefined ? { strtabLog2: p.config.strtabLog2 } : {}),
       ...(p.config.cmdqLog2 !== undefined ? { cmdqLog2: p.config.cmdqLog2 } : {}),
     };
-    const drvData: DriverWorkerData = { sab: sys.board.sab, layout: sys.board.layout, options };
+    const drvData: DriverWorkerData = { sab: sys.board.sab, layout: sys.board.layout, options, ...(guestCmdqv !== undefined ? { cmdqv: guestCmdqv } : {}) };
     const drvWorker = spawnWorker(import.meta.url, './driver-worker', { workerData: drvData });
     hooks.adopt(drvWorker, `${what} guest driver`);
     const driver = new DriverHandle(drvWorker, timeoutMs, hooks.failed);

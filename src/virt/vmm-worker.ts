@@ -1,6 +1,6 @@
 /**
- * The worker that serves one VM's virtual SMMU: the VMM on the 'trap' path, the host kernel's
- * in-kernel queue consumer on the 'kernel-queue' path (vsmmu.ts). It is one host CPU:
+ * The worker that serves one VM's virtual SMMU: the VMM on the 'trap' and 'vcmdq' paths, the host
+ * kernel's in-kernel queue consumer on the 'kernel-queue' path (vsmmu.ts). It is one host CPU:
  *
  * - an SmmuDevice on the VM's register window ('vsmmu<k>'), whose memory is the guest's (IPAs)
  *   and whose command backend is a VsmmuForwarder: the guest-visible SMMU, registers and queues;
@@ -13,6 +13,18 @@
  *
  * The host driver made the VM's stage 2 before this worker started (vms.ts): the stage 2 STE it
  * installed for the VM's first StreamID is the template every nested STE is built on.
+ *
+ * On the 'vcmdq' path (NVIDIA Tegra241 CMDQV, viommu.md §4) the worker also runs:
+ * - the host kernel's CMDQV driver for this VM's VINTF (CmdqvHostDriver on the physical 'cmdqv'
+ *   window): the TEGRA241_CMDQV vIOMMU enables the VINTF with the VM's VMID, each vDEVICE fills a
+ *   SID_MATCH/SID_REPLACE pair, each HW_QUEUE allocates a VCMDQ and programs its host PA; its ISR
+ *   (polled each round: the model's CMDQV interrupt is a counter word) posts the VINTF's
+ *   LVCMDQ_ERR_MAP as a vEVENT;
+ * - the VMM's trapped CMDQV window for the guest (VirtualCmdqv, an extension of the vSMMU device:
+ *   it serves the 'vcmdqv<k>' FIFO), which turns the guest's VCMDQ_BASE into HW_QUEUE_ALLOC and
+ *   the vEVENTs into the guest's error maps and CMDQV interrupt.
+ * The VINTF page 0 the VMM maps is the guest's direct page: its PROD writes reach the CMDQV
+ * hardware without passing through this worker.
  *
  * The virtual SMMU must not touch what belongs to the host's SMMU: it gets a board view with no
  * trace ring and no DMA ports, and its counters and wired interrupt lines are its own (a VM has
@@ -32,10 +44,11 @@ import { GuestCpu, type CpuQueuesLayout } from '../driver/cpu.ts';
 import { cfgiSte } from '../driver/invalidate.ts';
 import { steUsedMask, writeEntry } from '../driver/tables.ts';
 import type { SmmuFeatures } from '../spec/features.ts';
-import { REG, regGet } from '../spec/registers.ts';
+import { REG, modelResetValue, regGet } from '../spec/registers.ts';
 import { STE_BYTES, STE_CONFIG, steConfig, steS2VMID, steValid } from '../spec/structures.ts';
+import { AssignedVintfHostSmmu, CmdqvHostDriver, VirtualCmdqv, type VirtualCmdqvCounters } from './cmdqv-host.ts';
 import { ETIMEDOUT } from './errno.ts';
-import { HostSmmu } from './iommufd.ts';
+import { HostSmmu, type HostSmmuOptions } from './iommufd.ts';
 import {
   AssignedVmid, CountingQueue, VirtualIommu, VsmmuForwarder, locateSte, mirroredStage2, streamTableRegs, zeroCounters,
   type GuestRam, type HostSubmitter, type TrapBatch, type VmDeviceConfig, type VmPath, type VsmmuCounters,
@@ -61,6 +74,32 @@ export interface VmmWorkerData {
   /** The host's shared queues and this worker's CPU number on them. */
   readonly queues: CpuQueuesLayout;
   readonly cpu: number;
+  /** 'vcmdq' only: the VM's VINTF and the CMDQV windows (vms.ts). */
+  readonly cmdqv?: VmmCmdqvData;
+}
+
+export interface VmmCmdqvData {
+  /** The VINTF the system gave this VM (1..numVintfs−1; VINTF0 is the host kernel's). */
+  readonly vintf: number;
+  /** The guest's trapped CMDQV window ('vcmdqv<k>', wakes with the vSMMU's). */
+  readonly window: string;
+  /** The physical CMDQV window and its physical address. */
+  readonly physWindow: string;
+  readonly physBase: number;
+  /** Offset of the VINTF's page 0 in the physical window: the page the guest gets mapped. */
+  readonly page0: number;
+}
+
+/** What 'state' answers about the CMDQV ('vcmdq' only). */
+export interface VmmCmdqvState {
+  readonly vintf: number;
+  /** The VMM's trapped CMDQV window: guest exits, HW_QUEUE allocations, vEVENTs, guest interrupts. */
+  readonly counters: VirtualCmdqvCounters;
+  /** The host ISR's runs for this VINTF and the LVCMDQ_ERR_MAPs it posted as vEVENTs. */
+  readonly hostIsrRuns: number;
+  readonly hostPosted: number;
+  /** The VMM's failures (HW_QUEUE_ALLOC, DESTROY), with errnos. */
+  readonly log: readonly { readonly what: string; readonly errno: number }[];
 }
 
 /** What 'state' answers. */
@@ -79,6 +118,8 @@ export interface VmmState {
   readonly viommuId: number;
   readonly abortHwpt: number;
   readonly bypassHwpt: number;
+  /** 'vcmdq' only. */
+  readonly cmdqv: VmmCmdqvState | undefined;
 }
 
 interface Request {
@@ -141,14 +182,32 @@ function stage2Template(): Uint32Array {
   return s;
 }
 
-const host = new HostSmmu({
+const hostOptions: HostSmmuOptions = {
   name: `smmu0 (VM ${data.index})`,
   features: data.hostFeatures,
   queue,
   vmids: new AssignedVmid(data.hostFeatures.vmid16 ? 16 : 8, data.vmid),
   installSte,
   pagingDomain: mirroredStage2(stage2Template()),
-});
+};
+
+/**
+ * 'vcmdq': the host kernel's CMDQV driver on the physical window. The CMD_SYNC it issues when it
+ * disables a guest VCMDQ (viommu.md §4.7 step 5) goes on the SMMU's queue through this CPU.
+ */
+const cq = data.cmdqv;
+const cmdqvHost = cq === undefined
+  ? undefined
+  : new CmdqvHostDriver(new MmioPort(board, cq.physWindow, policy), {
+    policy,
+    base: cq.physBase,
+    mainSync: () => {
+      queue.submit([], true);
+    },
+  });
+const host: HostSmmu = cq === undefined || cmdqvHost === undefined
+  ? new HostSmmu(hostOptions)
+  : new AssignedVintfHostSmmu({ ...hostOptions, cmdqv: cmdqvHost.hooks() }, cq.vintf);
 
 // ---------------------------------------------------------------------------------------------
 // The guest side: the virtual SMMU
@@ -188,7 +247,7 @@ class VirtualSmmu extends SmmuDevice {
     const doorbell = w.off === PROD_OFF;
     if (doorbell) counters.vmExits++;
     // The in-kernel queue handles its doorbell in the host kernel; every other register is the VMM's.
-    if (this.path === 'trap' || !doorbell) counters.userExits++;
+    if (this.path !== 'kernel-queue' || !doorbell) counters.userExits++;
     super.applyWrite(w);
     this.forwarder?.controlChanged();
   }
@@ -200,9 +259,22 @@ const backend: CommandBackend = {
   sync: (q: CommandQueue) => forwarder!.sync(q),
 };
 const guestMem = new PhysMem(board, { base: data.ram.ipa, hostPa: data.ram.hostPa, bytes: data.ram.bytes });
-const dev = new VirtualSmmu(vboard, { features: data.guestFeatures, mem: guestMem, backend, window: data.window, policy }, data.path);
-const gbpaAbort = regGet(dev.regs.get32(REG.SMMU_GBPA.offset), REG.SMMU_GBPA.f.ABORT) !== 0;
-const vm = new VirtualIommu(host, { devices: data.devices, ram: data.ram, gbpaAbort });
+// The VM's objects come first (the virtual CMDQV, an extension of the vSMMU device, needs its
+// vIOMMU): the guest SMMU is still at reset, so its GBPA is the reset value.
+const gbpaAbort = regGet(Number(modelResetValue(REG.SMMU_GBPA)), REG.SMMU_GBPA.f.ABORT) !== 0;
+const vm = new VirtualIommu(host, { devices: data.devices, ram: data.ram, gbpaAbort, ...(cq !== undefined ? { cmdqv: true } : {}) });
+if (cq !== undefined && vm.vintfPage !== cq.physBase + cq.page0) {
+  throw new Error(`VM ${data.index}: the host mapped VINTF page 0x${(vm.vintfPage ?? 0).toString(16)} (VINTF ${vm.vintf}), not VINTF ${cq.vintf}'s page the guest was given`);
+}
+const vcmdqv = cq === undefined ? undefined : new VirtualCmdqv(vboard, { window: cq.window, fd: vm.fd, viommuId: vm.viommuId, ...(vm.veventqFd !== undefined ? { veventqFd: vm.veventqFd } : {}) });
+const dev = new VirtualSmmu(
+  vboard,
+  { features: data.guestFeatures, mem: guestMem, backend, window: data.window, policy, ...(vcmdqv !== undefined ? { extensions: () => [vcmdqv] } : {}) },
+  data.path,
+);
+if ((regGet(dev.regs.get32(REG.SMMU_GBPA.offset), REG.SMMU_GBPA.f.ABORT) !== 0) !== gbpaAbort) throw new Error(`VM ${data.index}: the guest SMMU's GBPA.ABORT at reset is not the register table's`);
+let hostIsrRuns = 0;
+let hostPosted = 0;
 forwarder = new VsmmuForwarder({
   path: data.path,
   ...(data.trapBatch !== undefined ? { trapBatch: data.trapBatch } : {}),
@@ -225,7 +297,7 @@ function state(): VmmState {
   return {
     index: data.index,
     path: f.path,
-    trapBatch: f.path === 'trap' ? f.trapBatch : undefined,
+    trapBatch: f.path !== 'kernel-queue' ? f.trapBatch : undefined,
     vmid: vm.vmid,
     counters: { ...counters },
     device: { ...deviceCounters },
@@ -234,6 +306,9 @@ function state(): VmmState {
     viommuId: vm.viommuId,
     abortHwpt: vm.abortHwpt,
     bypassHwpt: vm.bypassHwpt,
+    cmdqv: cq === undefined || vcmdqv === undefined
+      ? undefined
+      : { vintf: cq.vintf, counters: { ...vcmdqv.counters }, hostIsrRuns, hostPosted, log: [...vcmdqv.log] },
   };
 }
 
@@ -246,6 +321,9 @@ const METHODS: Record<string, (...args: unknown[]) => unknown> = {
     const before = state();
     Object.assign(counters, zeroCounters());
     for (const k of Object.keys(deviceCounters) as CounterName[]) deviceCounters[k] = 0;
+    if (vcmdqv !== undefined) for (const k of Object.keys(vcmdqv.counters) as (keyof VirtualCmdqvCounters)[]) vcmdqv.counters[k] = 0;
+    hostIsrRuns = 0;
+    hostPosted = 0;
     return before;
   },
 };
@@ -275,10 +353,29 @@ const SPIN_CHECK = 1024;
 /** Longest sleep: requests are answered at least this often when the VM is idle. */
 const MAX_SLICE_MS = 20;
 
+/**
+ * 'vcmdq': the host's CMDQV interrupt, polled (a counter word in the physical window that does not
+ * wake this worker, so an error is seen within one slice). The ISR posts this VINTF's error map
+ * to the vEVENTQ; the VMM then reads it and raises the guest's CMDQV interrupt. Only this
+ * worker's ISR reports into this VM's vEVENTQ, so there is nothing to read otherwise.
+ */
+function serviceCmdqv(): void {
+  if (cmdqvHost === undefined || vcmdqv === undefined || cq === undefined) return;
+  const r = cmdqvHost.serviceInterrupt(host, cq.vintf);
+  if (r === undefined) return;
+  hostIsrRuns++;
+  hostPosted += r.posted.length;
+  if (r.posted.length > 0) vcmdqv.pollEvents();
+}
+
+/** Windows besides the vSMMU's whose writes wake this worker (the guest's CMDQV window). */
+const alsoWake = vcmdqv !== undefined ? [vcmdqv.target] : [];
+
 port.postMessage({ ready: true });
 const sliceMs = Math.min(policy.sliceMs ?? MAX_SLICE_MS, MAX_SLICE_MS);
 let idle = 0;
 while (!board.stopRequested) {
+  serviceCmdqv();
   if (dev.service()) {
     // The queue is drained (or stopped on an error): what was batched goes now.
     forwarder.flush();
@@ -292,6 +389,6 @@ while (!board.stopRequested) {
     continue;
   }
   if (serveRequests()) break;
-  if (dev.regs.sleep(sliceMs)) idle = 0;
+  if (dev.regs.sleep(sliceMs, alsoWake)) idle = 0;
   else idle = policy.mode === 'hybrid' ? policy.spin : 0;
 }

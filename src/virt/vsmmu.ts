@@ -15,7 +15,12 @@
  *   vSID table, with no ioctl marshalling, and everything up to the guest's CMD_SYNC goes to the
  *   physical queue as one batch (chunks of VIOMMU_CHUNK commands, each with the kernel's CMD_SYNC).
  *
- * On both paths the guest's CMD_SYNC completes on the virtual queue (MSI into guest memory or
+ * A third path, 'vcmdq' (NVIDIA Tegra241 CMDQV), gives the guest a hardware command queue of its
+ * own for TLBI_NH_ASID, TLBI_NH_VA and ATC_INV (src/virt/cmdqv-host.ts, src/driver/cmdqv.ts); its
+ * ordinary SMMU command queue, which carries everything else, is trapped exactly as on 'trap'
+ * (QEMU's accelerated vSMMU beside its CMDQV), so this file serves it as 'trap'.
+ *
+ * On every path the guest's CMD_SYNC completes on the virtual queue (MSI into guest memory or
  * CONS, done by the SmmuDevice) once every earlier command's physical submission has returned:
  * those submissions are synchronous (§3.3), so nothing the guest asked for is outstanding.
  *
@@ -48,9 +53,12 @@ import { errnoName } from './errno.ts';
 import type { Outcome } from './errno.ts';
 import { HostSmmu, Iommufd, VIOMMU_CHUNK, VmidAllocator, invalidationEntries } from './iommufd.ts';
 import type { IommufdOptions, PagingDomainFactory, PhysicalQueue, SubmitResult } from './iommufd.ts';
-import { HWPT_ARM_SMMUV3_BYTES, IOMMU_HWPT_ALLOC, IOMMU_HWPT_DATA, IOMMU_HWPT_INVALIDATE_DATA, IOMMU_IOAS_MAP, IOMMU_VIOMMU_TYPE } from './uapi.ts';
+import {
+  HWPT_ARM_SMMUV3_BYTES, IOMMU_HWPT_ALLOC, IOMMU_HWPT_DATA, IOMMU_HWPT_INVALIDATE_DATA, IOMMU_IOAS_MAP, IOMMU_VEVENTQ_TYPE, IOMMU_VIOMMU_TEGRA241_CMDQV_S,
+  IOMMU_VIOMMU_TYPE,
+} from './uapi.ts';
 
-export type VmPath = 'trap' | 'kernel-queue';
+export type VmPath = 'trap' | 'kernel-queue' | 'vcmdq';
 /** How the trapping VMM calls HWPT_INVALIDATE: one command per call (QEMU) or up to each CMD_SYNC. */
 export type TrapBatch = 'single' | 'sync';
 
@@ -112,7 +120,7 @@ export interface VsmmuCounters {
   mmioTraps: number;
   /** Guest SMMU_CMDQ_PROD writes: one VM exit each (the doorbell). */
   vmExits: number;
-  /** Exits that reach the VMM in user space: every trap on 'trap'; none of the doorbells on 'kernel-queue'. */
+  /** Exits that reach the VMM in user space: every trap on 'trap' and 'vcmdq'; none of the doorbells on 'kernel-queue'. */
   userExits: number;
   /** Commands the backend saw (CMD_SYNC included; illegal ones stop in the SmmuDevice and are not counted here). */
   guestCommands: number;
@@ -125,7 +133,7 @@ export interface VsmmuCounters {
   refused: number;
   /** Legal commands consumed with no effect (CMD_PREFETCH_*). */
   ignored: number;
-  /** ioctl calls the VMM made ('trap' only): HWPT_INVALIDATE, and HWPT_ALLOC, attach, DESTROY when re-shadowing. */
+  /** ioctl calls the VMM made ('trap' and 'vcmdq'): HWPT_INVALIDATE, and HWPT_ALLOC, attach, DESTROY when re-shadowing. */
   ioctls: number;
   invalidateIoctls: number;
   /** ioctl or conversion failures (EIO, ETIMEDOUT). */
@@ -341,7 +349,16 @@ export interface VirtualIommuOptions {
   /** GBPA.ABORT of the guest SMMU at creation (its SMMUEN is 0): abort or bypass HWPT first. */
   readonly gbpaAbort: boolean;
   readonly iommufd?: IommufdOptions;
+  /**
+   * Allocate a TEGRA241_CMDQV vIOMMU (the 'vcmdq' path, viommu.md §4.2) rather than ARM_SMMUV3:
+   * the host gives it a VINTF, the VMM maps that VINTF's page 0 and opens its TEGRA241_CMDQV
+   * vEVENTQ. The vIOMMU still takes HWPT_INVALIDATE for the trapped SMMU queue.
+   */
+  readonly cmdqv?: boolean;
 }
+
+/** Depth of the TEGRA241_CMDQV vEVENTQ the VMM opens (QEMU's choice is not recorded; one event per VINTF error). */
+export const CMDQV_VEVENTQ_DEPTH = 64;
 
 /**
  * A VM's objects on one open /dev/iommu, made in the order a VMM makes them (VFIO cdev bind,
@@ -360,6 +377,12 @@ export class VirtualIommu {
   private readonly byVsid = new Map<number, VmDevice>();
   /** The kernel's converter context (VMID and vSID table) for the in-kernel path. */
   readonly conv: VsmmuContext;
+  /** TEGRA241_CMDQV only: the VINTF the host gave the vIOMMU. */
+  readonly vintf: number | undefined;
+  /** TEGRA241_CMDQV only: host PA of the VINTF page 0 the VMM mapped (the guest's direct page). */
+  readonly vintfPage: number | undefined;
+  /** TEGRA241_CMDQV only: the fd of the vIOMMU's TEGRA241_CMDQV vEVENTQ. */
+  readonly veventqFd: number | undefined;
 
   constructor(readonly host: HostSmmu, o: VirtualIommuOptions) {
     if (o.devices.length === 0) throw new RangeError('a VM needs at least one assigned device');
@@ -372,10 +395,25 @@ export class VirtualIommu {
     must('IOAS_MAP of guest RAM', fd.ioasMap({ ioasId: this.ioasId, flags: IOMMU_IOAS_MAP.FIXED_IOVA | rw, userVa: o.ram.hostPa, length: o.ram.bytes, iova: o.ram.ipa }));
     this.s2HwptId = must('HWPT_ALLOC (nest parent)', fd.hwptAlloc({ flags: IOMMU_HWPT_ALLOC.NEST_PARENT, devId: dev0, ptId: this.ioasId, dataType: IOMMU_HWPT_DATA.NONE })).hwptId;
     for (const id of devIds) mustRc('attach to the stage 2 HWPT', fd.attach(id, this.s2HwptId));
-    const v = must('VIOMMU_ALLOC', fd.viommuAlloc({ type: IOMMU_VIOMMU_TYPE.ARM_SMMUV3, devId: dev0, hwptId: this.s2HwptId }));
+    const v = must('VIOMMU_ALLOC', fd.viommuAlloc(
+      o.cmdqv === true
+        ? { type: IOMMU_VIOMMU_TYPE.TEGRA241_CMDQV, devId: dev0, hwptId: this.s2HwptId, data: new Uint8Array(IOMMU_VIOMMU_TEGRA241_CMDQV_S.size) }
+        : { type: IOMMU_VIOMMU_TYPE.ARM_SMMUV3, devId: dev0, hwptId: this.s2HwptId },
+    ));
     this.viommuId = v.viommuId;
     this.vmid = v.vmid;
     this.conv = fd.vsmmu(v.viommuId)!;
+    if (o.cmdqv === true) {
+      // The VINTF page 0 the kernel offers for mmap (its offset and length came back in the
+      // driver data), and the vEVENTQ the host's CMDQV interrupt reports into (viommu.md §4.2, §4.7).
+      this.vintf = v.vintf;
+      this.vintfPage = must('mmap of the VINTF page 0', fd.mmap(v.mmapOffset!, v.mmapLength!)).hostPa;
+      this.veventqFd = must('VEVENTQ_ALLOC (TEGRA241_CMDQV)', fd.veventqAlloc({ viommuId: v.viommuId, type: IOMMU_VEVENTQ_TYPE.TEGRA241_CMDQV, depth: CMDQV_VEVENTQ_DEPTH })).fd;
+    } else {
+      this.vintf = undefined;
+      this.vintfPage = undefined;
+      this.veventqFd = undefined;
+    }
     const nested = (what: string, ste: Uint32Array): number =>
       must(what, fd.hwptAlloc({ flags: 0, devId: dev0, ptId: v.viommuId, dataType: IOMMU_HWPT_DATA.ARM_SMMUV3, data: wordsToLeBytes(ste) })).hwptId;
     this.abortHwpt = nested('HWPT_ALLOC (abort vSTE)', encodeStructure(STE, { V: 1, Config: STE_CONFIG.ABORT }).subarray(0, HWPT_ARM_SMMUV3_BYTES / 4));
@@ -402,7 +440,7 @@ export class VirtualIommu {
 
 export interface ForwarderOptions {
   readonly path: VmPath;
-  /** 'trap' only; default 'single' (QEMU). */
+  /** 'trap' and 'vcmdq' (the trapped SMMU queue); default 'single' (QEMU). */
   readonly trapBatch?: TrapBatch;
   readonly vm: VirtualIommu;
   /** Guest memory (the guest's IPAs). */
@@ -480,8 +518,9 @@ export class VsmmuForwarder implements CommandBackend {
     this.shadowAbort = this.guestAbort();
   }
 
+  /** The VMM in user space consumes the guest queue ('trap', and the SMMU queue beside the VCMDQs). */
   private get trap(): boolean {
-    return this.path === 'trap';
+    return this.path !== 'kernel-queue';
   }
 
   // -------------------------------------------------------------------------------------------
