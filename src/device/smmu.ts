@@ -1,4 +1,5 @@
 import { HDR, type Board } from '../mem/board.ts';
+import { DMA_FLAGS, DMA_STATUS, DmaPortServer } from '../mem/dma.ts';
 import { MmioTarget, type MmioWrite } from '../mem/mmio.ts';
 import { PhysMem } from '../mem/phys.ts';
 import type { WaitPolicy } from '../mem/wait.ts';
@@ -6,6 +7,7 @@ import * as ring from '../ring/index.ts';
 import { coverMask, fieldGetNumber, getBits, mask32, type Field } from '../spec/bits.ts';
 import { CERROR_ILL, CERROR_NONE } from '../spec/cerror.ts';
 import { commandField, commandSpec, CS_SIG_IRQ, CS_SIG_SEV, OP } from '../spec/commands.ts';
+import { EVENT_WORDS } from '../spec/events.ts';
 import { ecmdqCount, type SmmuFeatures } from '../spec/features.ts';
 import { idrFromFeatures } from '../spec/idr.ts';
 import { IMPDEF_BASE, SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
@@ -13,14 +15,12 @@ import { checkCommand } from '../spec/legality.ts';
 import { controlPageBaseValue, controlPageCount, controlPageRegisters, ecmdqRegisterAt, ecmdqRegisterOffset, findRegister, isPresent, modelResetValue, REG, REGISTERS, type RegisterSpec } from '../spec/registers.ts';
 import { CommandQueue, type CommandExecutor } from './cmdq.ts';
 import { EventOutcome, EventQueue } from './evtq.ts';
-import { EVENT_WORDS } from '../spec/events.ts';
 import { TRACE_QUEUE_CMDQ, TRACE_QUEUE_ECMDQ, TraceWriter } from './trace.ts';
 import { Translator, type TranslatorOptions } from './translate.ts';
-import { DMA_FLAGS, DMA_STATUS, DmaPortServer } from '../mem/dma.ts';
 
 /**
- * The SMMU hardware model: the register file with its side effects, the command queue consumer
- * and the event queue producer. It runs in its own worker (worker.ts) and talks to software only
+ * The SMMU hardware model: the register file with its side effects, the command queue consumers
+ * (CMDQ and ECMDQs), the event queue producer, translation for DMA masters. It runs in its own worker (worker.ts) and talks to software only
  * through the board: register writes arrive over the MMIO FIFO, register values, queue entries,
  * event records and MSIs go into shared memory.
  *
@@ -96,7 +96,7 @@ export class SmmuDevice implements CommandExecutor {
   readonly regs: MmioTarget;
   readonly mem: PhysMem;
   readonly cmdq: CommandQueue;
-  /** ECMDQ n is ecmdqs[n] (trace queue id 1 + n). */
+  /** ECMDQ n is ecmdqs[n] (trace queue id TRACE_QUEUE_ECMDQ + n). */
   readonly ecmdqs: Ecmdq[];
   /** The CMDQ and every enabled ECMDQ: the queues the consumer serves, round robin. */
   private active: CommandQueue[];
