@@ -4,6 +4,8 @@ import { encodeMain, ENCODE_HELP } from './encode.ts';
 import { regsMain, REGS_HELP } from './regs.ts';
 import { demoMain, DEMO_HELP } from './demo.ts';
 import { benchMain, BENCH_HELP } from './bench.ts';
+import { fuzzMain, FUZZ_HELP } from './fuzz.ts';
+import { replayMain, REPLAY_HELP } from './replay.ts';
 
 interface Subcommand {
   readonly summary: string;
@@ -17,6 +19,8 @@ const COMMANDS: Record<string, Subcommand> = {
   encode: { summary: 'encode commands from JSON field values', help: ENCODE_HELP, run: encodeMain },
   regs: { summary: 'the register map and its fields', help: REGS_HELP, run: regsMain },
   demo: { summary: 'boot the model, run commands through it and show what happens', help: DEMO_HELP, run: demoMain },
+  fuzz: { summary: 'fuzz the command queues against the spec oracle; failures saved as scenarios', help: FUZZ_HELP, run: fuzzMain },
+  replay: { summary: 'rerun a scenario file and print its trace', help: REPLAY_HELP, run: replayMain },
 };
 
 export function usage(): string {

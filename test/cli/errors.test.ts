@@ -56,7 +56,7 @@ const FEATURE_WORDS =
 describe('bad input: exit 2 and one stderr line', () => {
   it.each([
     // Subcommands and options.
-    [['nosuch'], "smmu-sim: unknown command 'nosuch' (commands: bench, decode, encode, regs, demo)"],
+    [['nosuch'], "smmu-sim: unknown command 'nosuch' (commands: bench, decode, encode, regs, demo, fuzz, replay)"],
     [['decode', '--jsn', '0x46:0'], "smmu-sim decode: unknown option '--jsn'"],
     [['decode', '--json=1', '0x46:0'], "smmu-sim decode: option '--json' does not take an argument"],
     [['decode', '--features'], "smmu-sim decode: option '--features <value>' argument missing"],
