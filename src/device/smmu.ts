@@ -8,7 +8,7 @@ import { coverMask, fieldGetNumber, getBits, mask32, type Field } from '../spec/
 import { CERROR_ILL, CERROR_NONE } from '../spec/cerror.ts';
 import { commandField, commandSpec, CS_SIG_IRQ, CS_SIG_SEV, OP } from '../spec/commands.ts';
 import { EVENT_WORDS } from '../spec/events.ts';
-import { ecmdqCount, type SmmuFeatures } from '../spec/features.ts';
+import { ecmdqCount, OAS_BITS, type SmmuFeatures } from '../spec/features.ts';
 import { idrFromFeatures } from '../spec/idr.ts';
 import { IMPDEF_BASE, SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { checkCommand } from '../spec/legality.ts';
@@ -118,6 +118,8 @@ export class SmmuDevice implements CommandExecutor {
   private readonly irqCtrlMask: number;
   private readonly gerrorMask: number;
   private readonly cr2Mask: number;
+  /** 2^OAS: physical addresses the SMMU can emit (IDR5.OAS). */
+  private readonly oasSpan: number;
   private readonly take: MmioWrite = { off: 0, wide: false, dma: false, lo: 0, hi: 0 };
 
   constructor(readonly board: Board, readonly opts: DeviceOptions) {
@@ -161,6 +163,7 @@ export class SmmuDevice implements CommandExecutor {
       | (f.msi && f.pri ? mask32(g.MSI_PRIQ_ABT_ERR) : 0)
       | (f.ecmdq ? mask32(g.CMDQP_ERR) : 0)
       | (f.dpt ? mask32(g.DPT_ERR) : 0);
+    this.oasSpan = 2 ** OAS_BITS[f.oas]!;
     const c2 = R.SMMU_CR2.f;
     this.cr2Mask = mask32(c2.RECINVSID) | (f.btm ? mask32(c2.PTM) : 0) | (f.hyp ? mask32(c2.E2H) : 0);
 
@@ -304,7 +307,8 @@ export class SmmuDevice implements CommandExecutor {
         // §6.3.28: RW only while the queue is disabled. The ERR field is permitted to take the
         // written value or ignore it: the model ignores it (ERR keeps the last reason code).
         if (!this.enabledOrAck(R.SMMU_CR0.f.CMDQEN)) {
-          this.cmdq.cons = v & mask32(R.SMMU_CMDQ_CONS.f.RD);
+          // §6.3.28: RD bits above the wrap bit read as zero, for the LOG2SIZE in force now.
+          this.cmdq.cons = v & ring.ptrMask(this.queueLog2(R.SMMU_CMDQ_BASE.offset, this.f.cmdqs));
           this.publishCons(this.cmdq);
         }
         return;
@@ -313,9 +317,10 @@ export class SmmuDevice implements CommandExecutor {
       case 'SMMU_EVENTQ_PROD':
         // §6.3.95: RW only while the event queue is disabled (software initialises it).
         if (!this.enabledOrAck(R.SMMU_CR0.f.EVENTQEN)) {
-          this.regs.set32(off, v2);
-          this.evtq.prod = v2 & mask32(R.SMMU_EVENTQ_PROD.f.WR);
+          // §6.3.95: WR bits above the wrap bit read as zero.
+          this.evtq.prod = v2 & ring.ptrMask(this.queueLog2(R.SMMU_EVENTQ_BASE.offset, this.f.eventqs));
           this.evtq.ovflg = getBits([v2], R.SMMU_EVENTQ_PROD.f.OVFLG.lsb, 1);
+          this.publishEventqProd();
         }
         return;
       case 'SMMU_EVENTQ_CONS':
@@ -355,6 +360,16 @@ export class SmmuDevice implements CommandExecutor {
     if (known === undefined && !(off >= IMPDEF_BASE && off < IMPDEF_BASE + 0x100)) this.board.count('MMIO_UNKNOWN_WRITES');
   }
 
+  /** The effective LOG2SIZE of the queue whose BASE register is at `baseOff`: capped at the IDR1 maximum (§6.3.26). */
+  private queueLog2(baseOff: number, max: number): number {
+    return Math.min(getBits([this.get32(baseOff)], R.SMMU_CMDQ_BASE.f.LOG2SIZE.lsb, R.SMMU_CMDQ_BASE.f.LOG2SIZE.width), max);
+  }
+
+  private publishEventqProd(): void {
+    const p = R.SMMU_EVENTQ_PROD.f;
+    this.regs.set32(R.SMMU_EVENTQ_PROD.offset, ((this.evtq.ovflg << p.OVFLG.lsb) | this.evtq.prod) >>> 0);
+  }
+
   private guarded(off: number, v: number, closed: boolean): void {
     // SMMUv3.2 and later IGNORE a write to a Guarded register while its guard is closed (§6.3.26).
     if (!closed) this.regs.set32(off, v);
@@ -384,7 +399,9 @@ export class SmmuDevice implements CommandExecutor {
       const f = R.SMMU_CMDQ_BASE.f;
       this.cmdq.configure(fieldGetNumber([lo, hi], f.ADDR), getBits([lo], f.LOG2SIZE.lsb, f.LOG2SIZE.width), this.f.cmdqs);
       this.cmdq.prod = this.get32(R.SMMU_CMDQ_PROD.offset) & mask32(R.SMMU_CMDQ_PROD.f.WR);
-      this.cmdq.cons = this.get32(R.SMMU_CMDQ_CONS.offset) & mask32(R.SMMU_CMDQ_CONS.f.RD);
+      // §6.3.28: a LOG2SIZE decreased since CONS was written truncates RD to the new size.
+      this.cmdq.cons = this.get32(R.SMMU_CMDQ_CONS.offset) & ring.ptrMask(this.cmdq.log2);
+      this.publishCons(this.cmdq);
       this.cmdq.enabled = true;
     }
     // §6.3.9.3: CMDQEN 1 -> 0 completes once consumption has stopped and CONS shows the entry
@@ -395,6 +412,9 @@ export class SmmuDevice implements CommandExecutor {
       const hi = this.get32(R.SMMU_EVENTQ_BASE.offset + 4);
       const f = R.SMMU_EVENTQ_BASE.f;
       this.evtq.configure(fieldGetNumber([lo, hi], f.ADDR), getBits([lo], f.LOG2SIZE.lsb, f.LOG2SIZE.width), this.f.eventqs);
+      // §6.3.95: WR truncated to the size in force when the queue is enabled.
+      this.evtq.prod &= ring.ptrMask(this.evtq.log2);
+      this.publishEventqProd();
       this.evtq.enabled = true;
     }
     if (fell & mask32(c.EVENTQEN)) this.evtq.enabled = false;
@@ -537,7 +557,8 @@ export class SmmuDevice implements CommandExecutor {
     q.publish();
     const cs = getBits(w, F_CS.lsb, F_CS.width);
     if (cs === CS_SIG_IRQ) {
-      const addr = this.f.msi ? fieldGetNumber(w, F_MSIADDR) : 0;
+      // §4.7.3: MSIAddress bits above the OAS are treated as zero.
+      const addr = this.f.msi ? fieldGetNumber(w, F_MSIADDR) % this.oasSpan : 0;
       if (addr !== 0) {
         this.board.count('MSI_WRITES');
         if (!this.mem.storeNotify32(addr, getBits(w, F_MSIDATA.lsb, F_MSIDATA.width))) {
@@ -616,7 +637,8 @@ export class SmmuDevice implements CommandExecutor {
         // to make it consistent with PROD.ERRACK before enabling, §3.5.6.3).
         if (!disabled) return;
         const f = R.SMMU_ECMDQ_CONS.f;
-        e.q.cons = v & mask32(f.RD);
+        // §6.3.109: RD bits above the wrap bit read as zero.
+        e.q.cons = v & ring.ptrMask(this.queueLog2(this.ecmdqOffset(e, 'BASE'), this.f.cmdqs));
         e.err = getBits([v], f.ERR.lsb, 1);
         this.publishEcmdqCons(e);
         return;
@@ -635,6 +657,7 @@ export class SmmuDevice implements CommandExecutor {
           const lo = this.get32(base);
           const hi = this.get32(base + 4);
           e.q.configure(fieldGetNumber([lo, hi], b.ADDR), getBits([lo], b.LOG2SIZE.lsb, b.LOG2SIZE.width), this.f.cmdqs);
+          e.q.cons &= ring.ptrMask(e.q.log2);
           e.q.enabled = true;
           this.activate(e.q);
         } else if (!en && e.en) {
@@ -688,13 +711,18 @@ export class SmmuDevice implements CommandExecutor {
 
   /** Record an event (§7.2–§7.4). */
   recordEvent(record: Uint32Array): void {
+    // §7.2.1: while GERROR.EVENTQ_ABT_ERR is active the queue is not writable; events are lost.
+    if (this.gerrorActive(R.SMMU_GERROR.f.EVENTQ_ABT_ERR)) {
+      this.board.count('EVENTS_DROPPED');
+      return;
+    }
     const wasEmpty = this.evtq.empty;
     const outcome = this.evtq.write(record);
     const p = R.SMMU_EVENTQ_PROD.f;
     switch (outcome) {
       case EventOutcome.Written:
         this.board.count('EVENTS_WRITTEN');
-        this.regs.set32(R.SMMU_EVENTQ_PROD.offset, (this.evtq.ovflg << p.OVFLG.lsb) | this.evtq.prod);
+        this.publishEventqProd();
         // §3.18.2: the event queue interrupt fires when the queue becomes non-empty.
         if (wasEmpty && this.irqEnabled(R.SMMU_IRQ_CTRL.f.EVENTQ_IRQEN)) {
           if (!this.interrupt(R.SMMU_EVENTQ_IRQ_CFG0.offset, R.SMMU_EVENTQ_IRQ_CFG1.offset, HDR.IRQ_EVENTQ)) {
@@ -704,7 +732,7 @@ export class SmmuDevice implements CommandExecutor {
         return;
       case EventOutcome.Overflow:
         this.board.count('EVENTS_DROPPED');
-        this.regs.set32(R.SMMU_EVENTQ_PROD.offset, ((this.evtq.ovflg << p.OVFLG.lsb) | this.evtq.prod) >>> 0);
+        this.publishEventqProd();
         return;
       case EventOutcome.Abort:
         this.board.count('EVENTS_DROPPED');

@@ -227,11 +227,13 @@ describe('the oracle: registers', () => {
     expect(strict.violations.map((v) => [v.rule, v.check, v.message])).toEqual([
       ['register-mismatch', 'index-raz', 'SMMU_CMDQ_CONS RD bits above the wrap bit (RAZ) reads 0x21, expected 0x0 in bits 0xffff8 (differs in 0x20)'],
     ]);
+    // Waiving applies only to deviations listed in src/fuzz/known.ts; the model has none left
+    // (the three the fuzzer found are fixed), so asking for waivers changes nothing.
     const waived = model(2, 1, FULL_FEATURES, true);
     waived.apply(reg(R.SMMU_CR0.offset, 0));
     waived.apply(reg(R.SMMU_CMDQ_CONS.offset, 0x21));
     waived.checkRegisters(raz(waived));
-    expect(waived.violations).toEqual([]);
-    expect([...waived.waived]).toEqual([['index-raz', 1]]);
+    expect(waived.violations.map((v) => v.check)).toEqual(['index-raz']);
+    expect([...waived.waived]).toEqual([]);
   });
 });
