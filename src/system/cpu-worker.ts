@@ -4,13 +4,13 @@
  * it shared its queues (no probe, no reset). Methods: issue, sync, run, recover, state.
  * Each request runs to completion in this thread (waits block here, never in the main thread).
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { Board, type BoardLayout } from '../mem/board.ts';
 import type { WaitPolicy } from '../mem/wait.ts';
 import { MmioPort } from '../mem/mmio.ts';
 import { PhysMem, type MemView } from '../mem/phys.ts';
 import { GuestCpu, type CpuQueuesLayout, type RunOptions } from '../driver/cpu.ts';
-import type { DriverReply, DriverRequest } from './driver-worker.ts';
+import { serveRequests, type Method } from './rpc.ts';
 
 export interface CpuWorkerData {
   readonly role: 'cpu';
@@ -28,8 +28,6 @@ export interface CpuWorkerData {
 const data = workerData as CpuWorkerData;
 const board = Board.attach(data.sab, data.layout);
 
-type Handler = (...args: unknown[]) => unknown;
-
 const cpu = new GuestCpu(
   board,
   data.queues,
@@ -38,27 +36,12 @@ const cpu = new GuestCpu(
   new MmioPort(board, data.window ?? 'smmu', data.policy),
   new PhysMem(board, data.memView),
 );
-const methods: Record<string, Handler> = {
-  issue: (cmds, opts) => cpu.issue(cmds as Uint32Array[], opts as { sync?: boolean }),
+const methods: Record<string, Method> = {
+  issue: (cmds: Uint32Array[], opts: { sync?: boolean }) => cpu.issue(cmds, opts),
   sync: () => cpu.sync(),
-  run: (opts) => cpu.run(opts as RunOptions),
+  run: (opts: RunOptions) => cpu.run(opts),
   recover: () => cpu.recover(),
   state: () => cpu.state(),
 };
 
-parentPort!.on('message', (req: DriverRequest | 'close') => {
-  if (req === 'close') {
-    parentPort!.close();
-    return;
-  }
-  let reply: DriverReply;
-  try {
-    const m = Object.hasOwn(methods, req.method) ? methods[req.method] : undefined;
-    if (m === undefined) throw new Error(`the CPU ${data.cpu} worker has no method '${req.method}'`);
-    reply = { id: req.id, ok: true, result: m(...req.args) };
-  } catch (e) {
-    const err = e as Error;
-    reply = { id: req.id, ok: false, error: { name: err.name, message: err.message } };
-  }
-  parentPort!.postMessage(reply);
-});
+serveRequests(methods, `the CPU ${data.cpu} worker`);

@@ -19,7 +19,8 @@ import type { CpuWorkerData } from './cpu-worker.ts';
 import { translateAsync, type DmaRequest, type DmaResult } from '../mem/dma.ts';
 import type { DriverOptions, IssueResult } from '../driver/driver.ts';
 export type { IssueResult };
-import type { DriverReply, DriverWorkerData } from './driver-worker.ts';
+import type { DriverWorkerData } from './driver-worker.ts';
+import { workerReady, type WorkerReply } from './rpc.ts';
 import { spawnWorker } from './spawn.ts';
 import { planVms, startVms, type Vm, type VmConfig } from './vms.ts';
 
@@ -121,7 +122,7 @@ export class WorkerHandle {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
 
   constructor(private readonly worker: Worker, private readonly timeoutMs: number, private readonly failed: () => Error | undefined) {
-    worker.on('message', (r: DriverReply) => {
+    worker.on('message', (r: WorkerReply) => {
       const p = this.pending.get(r.id);
       if (p === undefined) return;
       this.pending.delete(r.id);
@@ -328,7 +329,12 @@ export class System {
       sab: board.sab, layout: board.layout, features, policy, ...(cfg.translate ? { translate: cfg.translate } : {}), ...(cmdqv ? { cmdqv } : {}),
     };
     const device = spawnWorker(import.meta.url, '../device/worker', { workerData: devData });
-    await System.ready(device, 'SMMU device');
+    try {
+      await workerReady(device, 'SMMU device');
+    } catch (e) {
+      await device.terminate();
+      throw e;
+    }
 
     let driverWorker: Worker | undefined;
     if (cfg.driver !== false) {
@@ -407,26 +413,6 @@ export class System {
   dma(req: DmaRequest, port = 0): Promise<DmaResult> {
     if (this.failure) return Promise.reject(this.failure);
     return translateAsync(this.board, this.regs, port, req, this.policy.timeoutMs * 5);
-  }
-
-  /** Wait for a worker's ready message, or turn its failure to start into a clear error. */
-  private static async ready(w: Worker, what: string): Promise<void> {
-    const timeout = new Promise<never>((_, reject) => {
-      const t = setTimeout(() => reject(new Error(`${what} worker did not start within 10 s`)), 10_000);
-      t.unref();
-    });
-    const failed = once(w, 'error').then(([e]) => {
-      throw new Error(`${what} worker failed to start: ${(e as Error).message}`);
-    });
-    const exited = once(w, 'exit').then(([code]) => {
-      throw new Error(`${what} worker exited during start (code ${code})`);
-    });
-    try {
-      await Promise.race([once(w, 'message'), failed, exited, timeout]);
-    } catch (e) {
-      await w.terminate();
-      throw e;
-    }
   }
 
   // -------------------------------------------------------------------------------------------
