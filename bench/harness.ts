@@ -16,7 +16,9 @@ import type { Worker } from 'node:worker_threads';
 import { parseWaitPolicy, type WaitPolicy } from '../src/mem/wait.ts';
 import type { SmmuFeatures } from '../src/spec/features.ts';
 import { spawnWorker } from '../src/system/spawn.ts';
-import { calibrationCheck, project, type CalibrationRow, type CostCounts, type CostModel, type Projection } from './cost-model.ts';
+import {
+  calibrationCheck, measuredCalibrationRow, project, type CalibrationRow, type CostCounts, type CostModel, type MeasuredCalibrationRow, type Projection,
+} from './cost-model.ts';
 import { floorBufferBytes, resetFloor } from './floor.ts';
 import type { FloorRequest, FloorWorkerData } from './floor-worker.ts';
 import { BARRIER, type SyncMode } from './guest-api.ts';
@@ -65,7 +67,7 @@ export interface Counts {
   ringRuns: number;
 }
 
-export const QUICK_COUNTS: Counts = Object.freeze({ warmup: 1_000, samples: 2_000, maxMs: 500, floorWarmup: 2_000, floorSamples: 10_000, floorMaxMs: 500, ringEntries: 200_000, ringMinMs: 20, ringMaxMs: 200, ringRuns: 3 });
+export const QUICK_COUNTS: Counts = Object.freeze({ warmup: 1_000, samples: 2_000, maxMs: 250, floorWarmup: 2_000, floorSamples: 10_000, floorMaxMs: 500, ringEntries: 200_000, ringMinMs: 20, ringMaxMs: 200, ringRuns: 3 });
 export const FULL_COUNTS: Counts = Object.freeze({ warmup: 10_000, samples: 20_000, maxMs: 10_000, floorWarmup: 20_000, floorSamples: 100_000, floorMaxMs: 10_000, ringEntries: 2_000_000, ringMinMs: 200, ringMaxMs: 3_000, ringRuns: 5 });
 
 /** Stream rows count doorbells, not invalidation round trips: this many entries per sample budget. */
@@ -131,6 +133,12 @@ export interface BenchResult {
   /** Operations per second (all producers). */
   ops_per_s: number | null;
   events_per_op: CostCounts | null;
+  /**
+   * Where events_per_op comes from: 'measured' (the path's serving side and producers counted
+   * them over the row: the VM paths), 'shape' (the operation's shape: the host's paths, and
+   * every row that did not run).
+   */
+  events_source: 'measured' | 'shape' | null;
   projected: (Projection & { raw_p50_ns: number | null }) | null;
   /** Guest counters summed over producers (warm-up and timed operations). */
   counters: Record<string, number> | null;
@@ -138,8 +146,13 @@ export interface BenchResult {
   producer_queues: string[] | null;
   /** Device counters across the row (warm-up and timed operations), where the path has them. */
   device: Record<string, number> | null;
-  /** Commands the device should have consumed for the operations issued (CMD_SYNCs included). */
+  /**
+   * Commands the device should have consumed for the operations issued (CMD_SYNCs included): from
+   * the shape, or on the VM paths from what the VMM and the guest's VCMDQ counted.
+   */
   expected_device_commands: number | null;
+  /** The path's serving side across the row (a VM's VMM or in-kernel queue), where it has one. */
+  vmm: Record<string, number> | null;
   machine: MachineBrief;
 }
 
@@ -170,6 +183,8 @@ export interface BenchDocument {
   cost_model: CostModel;
   /** The default calibration's trap-versus-VCMDQ check under this cost model (reference counts). */
   calibration: CalibrationRow[];
+  /** The same check on this run's rows: 'trap' against 'vcmdq', each projected from its measured counts. */
+  calibration_measured: MeasuredCalibrationRow[];
   floors: FloorReport[];
   results: BenchResult[];
 }
@@ -250,7 +265,7 @@ function blankResult(r: PlannedRow, machine: MachineBrief, skipped: string | nul
     policy: r.policyText,
     batch: r.batch,
     producers: r.producers,
-    hops: r.path?.hops ?? null,
+    hops: r.path === undefined ? null : (r.path.hopsFor?.(r.workload.name) ?? r.path.hops),
     latency_ns: { ...NULL_LATENCY },
     throughput_cmds_per_s: null,
     floor: { latency_ns: { ...NULL_LATENCY }, throughput_cmds_per_s: null, batch: null, rtt_samples: null, ring_entries: null },
@@ -269,12 +284,14 @@ function blankResult(r: PlannedRow, machine: MachineBrief, skipped: string | nul
     syncs_per_op: r.shape.syncs,
     doorbells_per_op: r.shape.doorbells,
     ops_per_s: null,
-    events_per_op: r.path !== undefined ? r.path.events(r.shape) : null,
+    events_per_op: r.path !== undefined ? r.path.events(r.shape, r.workload.name) : null,
+    events_source: r.path !== undefined ? 'shape' : null,
     projected: null,
     counters: null,
     producer_queues: null,
     device: null,
     expected_device_commands: null,
+    vmm: null,
     machine,
   };
 }
@@ -410,9 +427,11 @@ async function runRow(
 ): Promise<{ result: BenchResult; cdf: [number, number][] }> {
   const samples = r.workload.name === 'stream' ? Math.max(64, Math.ceil((c.samples * STREAM_ENTRIES_PER_SAMPLE) / r.batch)) : c.samples;
   const warmup = r.workload.name === 'stream' ? Math.ceil((c.warmup * STREAM_ENTRIES_PER_SAMPLE) / r.batch) : c.warmup;
-  const req: RunRequest = { type: 'run', issues: r.workload.issues(r.batch), drain: r.workload.drain, warmup, samples, maxMs: c.maxMs };
+  const issues = r.workload.issues(r.batch);
+  const req: RunRequest = { type: 'run', issues: r.path?.adaptIssues?.(issues) ?? issues, drain: r.workload.drain, warmup, samples, maxMs: c.maxMs };
   Atomics.store(prod.barrier, BARRIER.READY, 0);
   Atomics.store(prod.barrier, BARRIER.GO, 0);
+  const svcBefore = await session.serviceCounters?.();
   const devBefore = session.deviceCounters?.();
   let failed: Error | undefined;
   const replies = Promise.all(
@@ -429,6 +448,7 @@ async function runRow(
   Atomics.notify(prod.barrier, BARRIER.GO);
   const rs = await replies;
   const devAfter = session.deviceCounters?.();
+  const svcAfter = await session.serviceCounters?.();
 
   // Every producer's samples together: the distribution an invalidation sees on this path.
   const total = rs.reduce((s, x) => s + x.count, 0);
@@ -464,6 +484,20 @@ async function runRow(
   res.producer_queues = rs.map((x) => x.queue ?? '?');
   res.device = diffCounters(devAfter, devBefore);
   res.expected_device_commands = res.device === null ? null : (warmedUp + total) * r.shape.commands + drainCmds;
+  if (svcBefore !== undefined && svcAfter !== undefined) {
+    const vmm: Record<string, number> = {};
+    for (const [k, v] of Object.entries(svcAfter)) vmm[k] = v - (svcBefore[k] ?? 0);
+    res.vmm = vmm;
+    const m = r.path?.measuredEvents?.({ ops: warmedUp + total, service: vmm, guest: counters });
+    if (m !== undefined) {
+      res.events_per_op = m.events;
+      res.events_source = 'measured';
+      if (res.device !== null) res.expected_device_commands = m.deviceCommands;
+    }
+    if ((vmm.physical_errors ?? 0) !== 0 || (vmm.errors ?? 0) !== 0 || (vmm.refused ?? 0) !== 0) {
+      res.error = `the VMM reported ${vmm.refused ?? 0} refused command(s), ${vmm.errors ?? 0} failed call(s) and ${vmm.physical_errors ?? 0} physical command error(s) during the run`;
+    }
+  }
   if (counters.command_errors !== undefined && counters.command_errors !== 0) {
     res.error = `${counters.command_errors} command error(s) during the run: the workload's commands are not legal on this SMMU`;
   }
@@ -495,6 +529,28 @@ function groupBy<T, K>(xs: readonly T[], key: (x: T) => K): Map<K, T[]> {
     else g.push(x);
   }
   return m;
+}
+
+/**
+ * 'trap' against 'vcmdq' on this run's latency rows of the same policy, workload, batch,
+ * producers and queue, each projected from its measured events: the trap row of the same sync
+ * mode where there is one, else the 'msi' one (a VCMDQ row is always CONS-polled).
+ */
+export function measuredCalibration(results: readonly BenchResult[], cost: CostModel): MeasuredCalibrationRow[] {
+  const ok = (r: BenchResult): boolean => r.skipped === null && r.error === null && r.events_source === 'measured' && r.ratio_basis === 'latency_p50';
+  const out: MeasuredCalibrationRow[] = [];
+  for (const v of results.filter((r) => r.path === 'vcmdq' && ok(r))) {
+    const same = results.filter((t) => t.path === 'trap' && ok(t) && t.policy === v.policy && t.workload === v.workload && t.batch === v.batch && t.producers === v.producers && t.queue_log2 === v.queue_log2);
+    const t = same.find((x) => x.sync === v.sync) ?? same.find((x) => x.sync === 'msi') ?? same[0];
+    if (t === undefined) continue;
+    out.push(measuredCalibrationRow(
+      { policy: v.policy, workload: v.workload, batch: v.batch, queue_log2: v.queue_log2 },
+      { sync: t.sync, events: t.events_per_op!, p50: t.latency_ns.p50 },
+      { sync: v.sync, events: v.events_per_op!, p50: v.latency_ns.p50 },
+      cost,
+    ));
+  }
+  return out;
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchRun> {
@@ -590,6 +646,7 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
   const shapes = WORKLOADS.filter((w) => !w.batched || w.name === 'tlbi-va')
     .filter((w) => w.basis === 'latency_p50')
     .map((w) => ({ name: w.name, shape: opShape(w.issues(1)) }));
+  const finished = results.map((r, i) => r ?? blankResult(rows[i]!, brief, null, 'the row did not run'));
   const doc: BenchDocument = {
     schema: 'smmu-sim-bench/1',
     command: o.command ?? 'smmu-sim bench',
@@ -609,8 +666,9 @@ export async function runBench(o: BenchOptions): Promise<BenchRun> {
     },
     cost_model: o.cost,
     calibration: calibrationCheck(shapes, o.cost),
+    calibration_measured: measuredCalibration(finished, o.cost),
     floors,
-    results: results.map((r, i) => r ?? blankResult(rows[i]!, brief, null, 'the row did not run')),
+    results: finished,
   };
   return { doc, cdf, floorCdf };
 }

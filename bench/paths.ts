@@ -10,8 +10,9 @@
  *
  * To add a path: write bench/paths/<name>.ts exporting a BenchPath and
  * bench/paths/<name>-guest.ts exporting createGuestPath, append the BenchPath to PATHS below and
- * remove its entry from PLANNED_PATHS. Nothing else in the harness changes: the CLI, the table,
- * the JSON, the plots and the cost projection take every path from here.
+ * remove its entry from PLANNED_PATHS (the four VM paths share bench/paths/vm.ts and
+ * vm-guest.ts). Nothing else in the harness changes: the CLI, the table, the JSON, the plots and
+ * the cost projection take every path from here.
  */
 import { System } from '../src/system/system.ts';
 import type { WaitPolicy } from '../src/mem/wait.ts';
@@ -24,9 +25,20 @@ import type { CpuPrepared } from './paths/cpu-guest.ts';
 import type { CpuQueuesLayout } from '../src/driver/cpu.ts';
 import { MP_MIN_LOG2 } from '../src/driver/cmdq-mp.ts';
 import { ecmdqCount } from '../src/spec/features.ts';
-import type { OpShape, Workload } from './workloads.ts';
+import type { IssueShape, OpShape, Workload, WorkloadName } from './workloads.ts';
+import { VM_PATHS } from './paths/vm.ts';
 
 export type Availability = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+
+/** What a row counted while it ran, as differences over the row (warm-up and timed operations). */
+export interface RowCounts {
+  /** Operations issued: warm-up and timed, all producers (a stream's drain is not one). */
+  readonly ops: number;
+  /** PathSession.serviceCounters. */
+  readonly service: Readonly<Record<string, number>>;
+  /** The producers' own counters (GuestPath.counters), summed. */
+  readonly guest: Readonly<Record<string, number>>;
+}
 
 /** One row's settings, for `unsupported`. */
 export interface Combination {
@@ -56,6 +68,12 @@ export interface PathSession {
   configure?(cfg: GuestConfig, producers: number): Promise<unknown>;
   /** Cumulative device-side counters, when the path can read its SMMU's (published as deltas). */
   deviceCounters?(): Record<string, number>;
+  /**
+   * Cumulative counters of the path's serving side, when it has one (a VM's VMM or in-kernel
+   * queue: VM exits, ioctls, physical commands and CMD_SYNCs …), read before and after each row
+   * and published as `vmm` deltas; BenchPath.measuredEvents turns them into the row's events.
+   */
+  serviceCounters?(): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -70,8 +88,24 @@ export interface BenchPath {
   available(): Availability;
   /** Why this path cannot run a combination (never fabricate a number for it), or undefined. */
   unsupported(c: Combination): string | undefined;
-  /** Cost-model events of one operation of this shape (cost-model.ts). */
-  events(shape: OpShape): CostCounts;
+  /**
+   * Hops for one workload, where they differ from `hops` (vcmdq: a batch its VCMDQ does not take
+   * goes to its trapped SMMU queue).
+   */
+  hopsFor?(workload: WorkloadName): number;
+  /**
+   * Cost-model events of one operation of this shape (cost-model.ts): what the path does by
+   * construction. For a path with measuredEvents, what it is expected to count.
+   */
+  events(shape: OpShape, workload?: WorkloadName): CostCounts;
+  /**
+   * The row's events per operation from what was counted while it ran, and the commands the
+   * physical SMMU must have consumed meanwhile (CMD_SYNCs included). Where present, the row
+   * publishes and projects these instead of events(shape).
+   */
+  measuredEvents?(m: RowCounts): { readonly events: CostCounts; readonly deviceCommands: number };
+  /** The commands of one operation as this path's producer issues them (default: as given). */
+  adaptIssues?(issues: readonly IssueShape[]): IssueShape[];
   start(env: PathEnv): Promise<PathSession>;
 }
 
@@ -177,21 +211,14 @@ function cpuPath(name: string, cmdq: 'shared' | 'ecmdq', summary: string): Bench
 export const NATIVE_MP = cpuPath('native-mp', 'shared', "host CPUs on the physical SMMU's CMDQ with Linux's lock-free multi-producer insertion");
 export const NATIVE_ECMDQ = cpuPath('native-ecmdq', 'ecmdq', 'host CPUs each on their own ECMDQ (SMMUv3.3)');
 
-/** Every path that can run, in the order tables list them. */
-export const PATHS: readonly BenchPath[] = [NATIVE, NATIVE_MP, NATIVE_ECMDQ];
+/** Every path that can run, in the order tables list them: the host's, then the VM paths (paths/vm.ts). */
+export const PATHS: readonly BenchPath[] = [NATIVE, NATIVE_MP, NATIVE_ECMDQ, ...VM_PATHS];
 
 /**
- * Paths the benchmark knows will come, and what each still needs. The VM paths exist in the
- * model (src/system/vms.ts), but a VM's guest driver runs in a worker of its own, reached by
- * messages; timing it per operation needs a guest side the bench worker can run itself
- * (guest-api.ts), e.g. from the driver options and memory view startVms gives that worker.
+ * Paths the benchmark knows will come, and what each still needs: none at the moment (the VM
+ * paths joined as bench/paths/vm.ts). A name here is accepted by --paths and reported as skipped.
  */
-const VM_GUEST = "a guest side the bench worker can time (the VM's guest driver runs in its own worker, src/system/vms.ts)";
-export const PLANNED_PATHS: readonly { readonly name: string; readonly summary: string; readonly needs: string }[] = [
-  { name: 'trap', summary: 'guest CMDQ trapped by the VMM, each command forwarded by ioctl to the host kernel', needs: VM_GUEST },
-  { name: 'kernel-queue', summary: "guest commands consumed by the host kernel's in-kernel queue", needs: VM_GUEST },
-  { name: 'vcmdq', summary: 'guest VCMDQ consumed directly by hardware (Tegra241 CMDQV)', needs: VM_GUEST },
-];
+export const PLANNED_PATHS: readonly { readonly name: string; readonly summary: string; readonly needs: string }[] = [];
 
 /** Every name --paths accepts: real paths, then planned ones. */
 export function knownPathNames(): string[] {

@@ -76,12 +76,38 @@ function skippedLines(results: readonly BenchResult[]): string[] {
 
 function costLine(doc: BenchDocument): string {
   const c = doc.cost_model;
-  return `cost model (${c.source}): exit ${c.exit} ns, ioctl ${c.ioctl} ns, cmd ${c.cmd} ns, sync ${c.sync} ns, hardware part ${c.hw === 'measured' ? "the path's measured p50" : 'from cmd and sync'}`;
+  return `cost model (${c.source}): exit ${c.exit} ns, uexit ${c.uexit} ns, ioctl ${c.ioctl} ns, cmd ${c.cmd} ns, sync ${c.sync} ns, hardware part ${c.hw === 'measured' ? "the path's measured p50" : 'from cmd and sync'}`;
+}
+
+/** The same check on the run's own trap and vcmdq rows, from their measured counts; undefined without such pairs. */
+function measuredCalibrationLine(doc: BenchDocument): string | undefined {
+  const rows = doc.calibration_measured;
+  if (rows.length === 0) return undefined;
+  const parts = rows.map((r) => {
+    const name = `${r.policy} ${r.workload}${r.batch === 1 ? '' : ` ×${r.batch}`} ${r.vcmdq_sync}${r.trap_sync === r.vcmdq_sync ? '' : `/trap ${r.trap_sync}`}`;
+    const raw = r.raw_reduction === null ? '' : ` (raw p50 ${(r.raw_reduction * 100).toFixed(1)}%)`;
+    return `${name} ${fmtNs(r.trap_ns)} -> ${fmtNs(r.vcmdq_ns)}: ${(r.reduction * 100).toFixed(1)}% less${raw}`;
+  });
+  return `measured: vcmdq vs trap projected from this run's counts: ${parts.join('; ')}`;
 }
 
 function calibrationLine(doc: BenchDocument): string {
   const parts = doc.calibration.map((r) => `${r.workload} ${(r.reduction * 100).toFixed(1)}%`);
   return `calibration: direct VCMDQ vs trapped (reference event counts) projects ${parts.join(', ')} less time (published for Grace: 70-90%)`;
+}
+
+/**
+ * Rows whose invalidation passes through more threads than the machine has CPUs (hops + 1: the
+ * producer, and each worker it hands off to), under a policy that spins: one of the spinning
+ * threads then always waits for a core, and the row measures the scheduler as much as the path.
+ */
+function oversubscribedLine(doc: BenchDocument): string | undefined {
+  const cpus = doc.machine.cpus;
+  const rows = doc.results.filter((r) => r.skipped === null && r.hops !== null && r.hops + 1 > cpus && r.policy_detail.mode !== 'wait');
+  if (rows.length === 0) return undefined;
+  const names = [...new Set(rows.map((r) => `${r.path}${r.workload === 'unmap' && r.path === 'vcmdq' ? ' (unmap)' : ''}`))].join(', ');
+  const threads = Math.max(...rows.map((r) => r.hops! + 1));
+  return `note: ${names}: up to ${threads} threads per invalidation on ${cpus} CPUs with a spinning wait policy, so a spinning thread holds the core another needs (docs/benchmarks.md, Caveats; --policy wait shows the hand-offs themselves)`;
 }
 
 /** The table `smmu-sim bench` prints on stdout. */
@@ -100,10 +126,14 @@ export function formatTable(doc: BenchDocument): string {
     for (const r of rows) if (r.error !== null) out.push(`error: ${r.path} ${r.workload} batch ${r.batch} producers ${r.producers} ${r.sync}: ${r.error}`);
   }
   out.push('');
+  const over = oversubscribedLine(doc);
+  if (over !== undefined) out.push(over);
   out.push(...skippedLines(doc.results));
   out.push('×floor: p50 / floor round-trip p50; "(rate)": bare-ring cmds/s / cmds/s at the same entries per doorbell.');
   out.push(costLine(doc));
   out.push(calibrationLine(doc));
+  const measured = measuredCalibrationLine(doc);
+  if (measured !== undefined) out.push(measured);
   return `${out.join('\n')}\n`;
 }
 
@@ -158,6 +188,18 @@ export function formatSummary(doc: BenchDocument, plots: readonly string[]): str
   out.push(`${costLine(doc)}.`);
   out.push('');
   out.push(...mdTable(['workload', 'trap (reference)', 'vcmdq (reference)', 'reduction', 'in 70-90%'], doc.calibration.map((r) => [r.workload, fmtNs(r.trap_ns), fmtNs(r.vcmdq_ns), `${(r.reduction * 100).toFixed(1)}%`, r.in_published_range ? 'yes' : 'no'])));
+  if (doc.calibration_measured.length > 0) {
+    out.push('');
+    out.push("From this run's counts (trap and vcmdq rows, each projected from the events its VMM and guest counted):");
+    out.push('');
+    out.push(...mdTable(
+      ['policy', 'workload', 'batch', 'trap (projected)', 'vcmdq (projected)', 'reduction', 'in 70-90%', 'trap p50', 'vcmdq p50', 'raw reduction'],
+      doc.calibration_measured.map((r) => [
+        r.policy, r.workload, String(r.batch), fmtNs(r.trap_ns), fmtNs(r.vcmdq_ns), `${(r.reduction * 100).toFixed(1)}%`, r.in_published_range ? 'yes' : 'no',
+        fmtNs(r.trap_raw_p50_ns), fmtNs(r.vcmdq_raw_p50_ns), r.raw_reduction === null ? '-' : `${(r.raw_reduction * 100).toFixed(1)}%`,
+      ]),
+    ));
+  }
   if (plots.length > 0) {
     out.push('');
     out.push('## Plots');

@@ -81,20 +81,29 @@ export function cdfPoints(sorted: ArrayLike<number>, n: number, points = 100): [
   return out;
 }
 
+/**
+ * `v` in the first unit where it shows as at most 3 significant digits below 1000 (so that 999.96
+ * µs reads 1.00 ms, never "1.00e+3 µs"); the last unit takes anything larger.
+ */
+function scaled(v: number, units: readonly (readonly [number, string])[]): string {
+  for (let i = 0; i < units.length; i++) {
+    const [div, name] = units[i]!;
+    const x = (v / div).toPrecision(3);
+    if (Number(x) < 1000 || i === units.length - 1) return `${x} ${name}`;
+  }
+  return String(v);
+}
+
 /** Human-readable duration from ns: 312 ns, 4.71 µs, 81.2 µs, 1.20 ms. */
 export function fmtNs(ns: number | null | undefined): string {
   if (ns === null || ns === undefined || !Number.isFinite(ns)) return '-';
-  if (ns < 1_000) return `${ns.toFixed(0)} ns`;
-  if (ns < 1_000_000) return `${(ns / 1_000).toPrecision(3)} µs`;
-  if (ns < 1_000_000_000) return `${(ns / 1_000_000).toPrecision(3)} ms`;
-  return `${(ns / 1_000_000_000).toPrecision(3)} s`;
+  if (Math.round(ns) < 1_000) return `${ns.toFixed(0)} ns`;
+  return scaled(ns, [[1e3, 'µs'], [1e6, 'ms'], [1e9, 's']]);
 }
 
 /** Human-readable rate: 3.61 M/s, 812 k/s. */
 export function fmtRate(perS: number | null | undefined): string {
   if (perS === null || perS === undefined || !Number.isFinite(perS)) return '-';
-  if (perS >= 1e9) return `${(perS / 1e9).toPrecision(3)} G/s`;
-  if (perS >= 1e6) return `${(perS / 1e6).toPrecision(3)} M/s`;
-  if (perS >= 1e3) return `${(perS / 1e3).toPrecision(3)} k/s`;
-  return `${perS.toFixed(0)} /s`;
+  if (Math.round(perS) < 1_000) return `${perS.toFixed(0)} /s`;
+  return scaled(perS, [[1e3, 'k/s'], [1e6, 'M/s'], [1e9, 'G/s']]);
 }

@@ -41,9 +41,18 @@ export interface TimedLoop {
 }
 
 /**
+ * An operation slower than this (ns) makes the timed loop check its deadline after every
+ * operation rather than every 64: a path taking milliseconds per operation (a VM path whose
+ * threads outnumber the cores) would otherwise overrun `maxMs` by 64 of them.
+ */
+const SLOW_OP_NS = 10_000;
+
+/**
  * Run `op` up to `warmup` times untimed, then up to `samples` times timed; each phase stops
- * early once `maxMs` have passed (checked every 64 operations, so a slow path still ends in
- * time). `beforeTimed` runs between the two phases (a start barrier for several producers).
+ * early once `maxMs` have passed (the warm-up checks the clock after every operation, the timed
+ * loop every 64 operations, or after every one slower than SLOW_OP_NS, so a slow path still
+ * ends in time). `beforeTimed` runs between the two phases (a start barrier for several
+ * producers).
  */
 export function timeLoop(op: () => void, warmup: number, samples: number, maxMs: number, beforeTimed?: () => void): TimedLoop {
   const limit = BigInt(Math.round(maxMs * 1e6));
@@ -52,7 +61,7 @@ export function timeLoop(op: () => void, warmup: number, samples: number, maxMs:
   while (warmedUp < warmup) {
     op();
     warmedUp++;
-    if ((warmedUp & 63) === 0 && now() - w0 > limit) break;
+    if (now() - w0 > limit) break;
   }
   beforeTimed?.();
   const s = new Float64Array(samples);
@@ -62,9 +71,10 @@ export function timeLoop(op: () => void, warmup: number, samples: number, maxMs:
   while (count < samples) {
     op();
     const t = now();
-    s[count++] = Number(t - prev);
+    const d = Number(t - prev);
+    s[count++] = d;
     prev = t;
-    if ((count & 63) === 0 && t - t0 > limit) break;
+    if (((count & 63) === 0 || d > SLOW_OP_NS) && t - t0 > limit) break;
   }
   return { warmedUp, samples: s, count, startNs: t0, endNs: prev };
 }

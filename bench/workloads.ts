@@ -8,6 +8,8 @@
  * the four words of each into the queue.
  */
 import { encodeCommandWords, type CommandInput } from '../src/spec/command-codec.ts';
+import { setBits } from '../src/spec/bits.ts';
+import { commandField, commandSpec } from '../src/spec/commands.ts';
 import type { SmmuFeatures } from '../src/spec/features.ts';
 
 export type WorkloadName = 'tlbi-va' | 'tlbi-range' | 'unmap' | 'atc-inv' | 'stream';
@@ -40,7 +42,8 @@ export interface Workload {
 // Fixed, legal operands (checked against src/spec/legality.ts by test/bench/workloads.test.ts).
 const VMID = 1;
 const ASID = 5;
-const STREAM_ID = 0x10;
+/** The StreamID of CFGI_CD and ATC_INV: the device the VM paths assign to their VM (vSID = StreamID). */
+export const STREAM_ID = 0x10;
 /** A 4 KiB page of a user mapping. */
 const PAGE_VA = 0x7f12_3456_7000n;
 /** A 128 KiB-aligned range of 32 pages: TG = 4K, SCALE = 0, NUM = 31 (§4.4.1.1: (NUM+1)·2^SCALE granules). */
@@ -118,6 +121,32 @@ export const WORKLOADS: readonly Workload[] = [
 
 export function workloadByName(name: string): Workload | undefined {
   return WORKLOADS.find((w) => w.name === name);
+}
+
+/**
+ * The same operation as a guest kernel issues it to its virtual SMMU, which implements stage 1
+ * only (src/virt/vsmmu.ts vsmmuFeatures): every VMID field 0, since VMID is RES0 where stage 2
+ * is not implemented (§4.4.2; a set bit is CERROR_ILL in the model's legality check), as Linux
+ * leaves it for a stage 1 domain. The host (trap, in-kernel queue) or the CMDQV (VCMDQ) puts the
+ * VM's VMID in. Everything else, including the shape, is unchanged; a command that appears
+ * several times stays one object.
+ */
+export function stage1GuestIssues(issues: readonly IssueShape[]): IssueShape[] {
+  const done = new Map<Uint32Array, Uint32Array>();
+  const guest = (c: Uint32Array): Uint32Array => {
+    let g = done.get(c);
+    if (g === undefined) {
+      const f = commandField(commandSpec(c[0]! & 0xff), 'VMID');
+      if (f === undefined) g = c;
+      else {
+        g = Uint32Array.from(c);
+        setBits(g, f.lsb, f.width, 0);
+      }
+      done.set(c, g);
+    }
+    return g;
+  };
+  return issues.map((is) => ({ cmds: is.cmds.map(guest), sync: is.sync }));
 }
 
 /** Counts of one operation, from its shape. */

@@ -12,24 +12,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Board, type BoardLayout } from '../mem/board.ts';
 import { MmioPort } from '../mem/mmio.ts';
-import type { WaitPolicy } from '../mem/wait.ts';
 import { GuestDriver, type DriverOptions, type IssueResult } from '../driver/driver.ts';
 import { GuestCpu, shareCommandQueues } from '../driver/cpu.ts';
-import { GuestCmdqv, GuestCmdqvBus, MappedPage, VcmdqIssuer } from '../driver/cmdqv.ts';
-import type { RegisterPort } from '../driver/port.ts';
 import { CmdqvHostDriver } from '../virt/cmdqv-host.ts';
+import { resetGuest, type GuestCmdqvData, type GuestCmdqvState } from '../virt/guest-setup.ts';
 
-/** The guest's CMDQV (a VM on the 'vcmdq' path). */
-export interface GuestCmdqvData {
-  /** The guest's CMDQV window, trapped by its VMM ('vcmdqv<k>'). */
-  readonly window: string;
-  /** The physical CMDQV window, of which one page is mapped into the guest. */
-  readonly physWindow: string;
-  /** Offset in the physical window of that page: its VINTF's page 0. */
-  readonly page0: number;
-  /** log2 of each LVCMDQ's entries (default: the guest driver's, GUEST_LVCMDQ_LOG2). */
-  readonly lvcmdqLog2?: number;
-}
+export type { GuestCmdqvData } from '../virt/guest-setup.ts';
 
 export interface DriverWorkerData {
   readonly sab: SharedArrayBuffer;
@@ -52,75 +40,16 @@ const data = workerData as DriverWorkerData;
 const board = Board.attach(data.sab, data.layout);
 const driver = new GuestDriver(board, data.options);
 
-/**
- * A register window the VMM emulates: a guest write is a trap, and the vCPU resumes only once the
- * VMM has handled it. The next instruction may touch another window whose state the trap
- * changed (a VCMDQ_BASE write makes the VMM allocate the hardware queue, which the guest then
- * enables through its mapped page), so each write waits until it was applied.
- */
-class TrappedPort implements RegisterPort {
-  constructor(readonly port: MmioPort) {}
-
-  write32(off: number, value: number): void {
-    this.port.write32(off, value);
-    this.port.drainOwn();
-  }
-
-  write64Parts(off: number, lo: number, hi: number): void {
-    this.port.write64Parts(off, lo, hi);
-    this.port.drainOwn();
-  }
-
-  read32(off: number): number {
-    return this.port.read32(off);
-  }
-
-  peek32(off: number): number {
-    return this.port.peek32(off);
-  }
-
-  waitReg(off: number, ready: (v: number) => boolean, describe: () => string, policy?: WaitPolicy): number {
-    return this.port.waitReg(off, ready, describe, policy);
-  }
-
-  drainOwn(): void {
-    this.port.drainOwn();
-  }
-}
-
 /** The guest CMDQV driver and its issuer, once reset() made them ('vcmdq' only). */
-let cmdqv: GuestCmdqv | undefined;
-let vcmdqIssuer: VcmdqIssuer | undefined;
+const vcmdq: GuestCmdqvState = { cmdqv: undefined, issuer: undefined };
 
 /**
  * The driver's reset. In a VM with a CMDQV, then the guest CMDQV driver's probe and reset
- * (tegra241_cmdqv_hw_reset over its one VINTF), and the driver's commands routed through it.
+ * (tegra241_cmdqv_hw_reset over its one VINTF), and the driver's commands routed through it
+ * (src/virt/guest-setup.ts, which the benchmark's VM guests use too).
  */
 function reset(): void {
-  const c = data.cmdqv;
-  if (c === undefined) {
-    driver.reset();
-    return;
-  }
-  driver.setIssuer(undefined);
-  vcmdqIssuer = undefined;
-  driver.reset();
-  const policy = data.options.policy;
-  cmdqv ??= new GuestCmdqv({
-    bus: new GuestCmdqvBus(new TrappedPort(new MmioPort(board, c.window, policy)), new MappedPage(new MmioPort(board, c.physWindow, policy), c.page0)),
-    mem: driver.mem,
-    alloc: driver.allocator,
-    policy,
-    cmdqs: driver.features!.cmdqs,
-    ...(c.lvcmdqLog2 !== undefined ? { log2: c.lvcmdqLog2 } : {}),
-    mainSync: () => {
-      driver.sync();
-    },
-  });
-  cmdqv.probe();
-  cmdqv.reset();
-  vcmdqIssuer = new VcmdqIssuer(driver, cmdqv);
-  driver.setIssuer(vcmdqIssuer);
+  resetGuest(board, driver, data.options.policy, data.cmdqv, vcmdq);
 }
 
 /**
@@ -129,6 +58,7 @@ function reset(): void {
  * LVCMDQ `lvcmdq` (default this CPU's), and a wait for it with the §4.7 error path serviced.
  */
 function vcmdqIssue(cmds: Uint32Array[], opts: { lvcmdq?: number; sync?: boolean } = {}): IssueResult {
+  const cmdqv = vcmdq.cmdqv;
   if (cmdqv === undefined) throw new Error('this guest has no CMDQV (a VM on the vcmdq path, after reset)');
   const q = opts.lvcmdq === undefined ? cmdqv.queueForCpu() : cmdqv.lvcmdqs[opts.lvcmdq];
   if (q === undefined || !q.enabled) throw new Error(`LVCMDQ ${opts.lvcmdq ?? 'of this CPU'} is not enabled`);
@@ -155,6 +85,7 @@ function hostCmdqvReset(args: { window: string; base: number }): unknown {
 }
 
 function state(): unknown {
+  const { cmdqv, issuer: vcmdqIssuer } = vcmdq;
   return {
     features: driver.features, cmdq: driver.cmdq, counters: driver.counters, log: driver.log, streamTable: driver.streamTable,
     ...(cmdqv !== undefined

@@ -12,7 +12,8 @@
  *   in-kernel queue consumer ('kernel-queue'), which is one host CPU on the host's shared command
  *   queues;
  * - a guest driver worker: the unchanged GuestDriver (driver-worker.ts) on 'vsmmu<k>' and guest
- *   memory. It does not know which path serves it.
+ *   memory. It does not know which path serves it. With VmConfig.guest false there is none, and
+ *   Vm.guestOptions says how to run that guest elsewhere.
  *
  * A 'vcmdq' VM (NVIDIA Tegra241 CMDQV, SystemConfig.cmdqv) also has a VINTF of the physical CMDQV
  * (the n-th 'vcmdq' VM, counting from 1, gets VINTF n, VINTF0 being the host's: the kernel's
@@ -72,6 +73,14 @@ export interface VmConfig {
   readonly cmdqLog2?: number;
   /** 'vcmdq' only: log2 of each LVCMDQ's entries (default the guest CMDQV driver's, 8; capped at CMDQS). */
   readonly lvcmdqLog2?: number;
+  /**
+   * Start the VM's guest driver worker, which probes and resets the virtual SMMU (default true).
+   * false: no guest runs; the VM's virtual SMMU stays at reset and `Vm.guestOptions` holds what
+   * the guest driver would have been given, for a guest run in another thread (the benchmark's
+   * bench worker builds the same GuestDriver from it, and brings it up with resetGuest,
+   * src/virt/guest-setup.ts).
+   */
+  readonly guest?: boolean;
 }
 
 /** Guest memory of a VM unless its config says otherwise. */
@@ -139,6 +148,7 @@ export function planVms(configs: readonly VmConfig[], h: VmsHost): VmsPlan {
     if (c.trapBatch !== undefined && (c.path === 'kernel-queue' || (c.trapBatch !== 'single' && c.trapBatch !== 'sync'))) {
       throw new RangeError(`${what}: trapBatch is 'single' or 'sync', for the 'trap' and 'vcmdq' paths only`);
     }
+    if (c.guest !== undefined && typeof c.guest !== 'boolean') throw new RangeError(`${what}: guest is true or false`);
     if (c.lvcmdqLog2 !== undefined && (c.path !== 'vcmdq' || !Number.isInteger(c.lvcmdqLog2) || c.lvcmdqLog2 < 1)) {
       throw new RangeError(`${what}: lvcmdqLog2 is a positive integer, for the 'vcmdq' path only`);
     }
@@ -204,8 +214,15 @@ export class Vm {
   readonly features: SmmuFeatures;
   /** The host driver's stage 2 domain of the VM. */
   readonly s2Domain: number;
-  /** The guest driver (a DriverHandle on the virtual SMMU): issue, attachStage1 on a vSID, map, unmap … */
-  readonly driver: DriverHandle;
+  /** Whether the VM has its guest driver worker (VmConfig.guest). */
+  readonly guest: boolean;
+  /**
+   * What the guest driver is (or, with VmConfig.guest false, would be) given: the board, the
+   * DriverOptions (window, policy, syncMode, ram and memView in guest-physical addresses, table
+   * and queue sizes) and, on 'vcmdq', the guest CMDQV's windows and mapped page.
+   */
+  readonly guestOptions: DriverWorkerData;
+  private readonly guestDriver: DriverHandle | undefined;
   /** The serving worker (VMM or in-kernel consumer). */
   readonly vmm: WorkerHandle;
   /** The virtual SMMU's registers, for reads from the main thread. */
@@ -215,7 +232,7 @@ export class Vm {
   /** 'vcmdq' only: the guest's trapped CMDQV window. */
   readonly cmdqvWindow: string | undefined;
 
-  constructor(p: VmPlan, s2Domain: number, driver: DriverHandle, vmm: WorkerHandle, regs: MmioPort) {
+  constructor(p: VmPlan, s2Domain: number, guestOptions: DriverWorkerData, driver: DriverHandle | undefined, vmm: WorkerHandle, regs: MmioPort) {
     this.index = p.index;
     this.vintf = p.cmdqv?.vintf;
     this.cmdqvWindow = p.cmdqv?.window.name;
@@ -226,9 +243,17 @@ export class Vm {
     this.devices = p.devices;
     this.features = p.features;
     this.s2Domain = s2Domain;
-    this.driver = driver;
+    this.guest = driver !== undefined;
+    this.guestOptions = guestOptions;
+    this.guestDriver = driver;
     this.vmm = vmm;
     this.regs = regs;
+  }
+
+  /** The guest driver (a DriverHandle on the virtual SMMU): issue, attachStage1 on a vSID, map, unmap … */
+  get driver(): DriverHandle {
+    if (this.guestDriver === undefined) throw new Error(`VM ${this.index} has no guest driver worker (started with guest: false; its guest runs elsewhere, from vm.guestOptions)`);
+    return this.guestDriver;
   }
 
   /** The serving worker's counters (per path: VM exits, ioctls, physical commands and syncs …). */
@@ -268,7 +293,7 @@ export class Vm {
 
   /** Reject every call in flight (a worker died or the system stopped). */
   failAll(e: Error): void {
-    this.driver.failAll(e);
+    this.guestDriver?.failAll(e);
     this.vmm.failAll(e);
   }
 }
@@ -313,8 +338,8 @@ async function ready(w: Worker, what: string): Promise<void> {
 
 /**
  * Start every planned VM, in order: the host driver's stage 2 for its devices and guest RAM,
- * the serving worker, the guest driver (probe and reset through the virtual SMMU). Needs
- * sys.queues with a CPU for each VM (cpuBase + k).
+ * the serving worker, the guest driver (probe and reset through the virtual SMMU) unless the VM
+ * has `guest: false`. Needs sys.queues with a CPU for each VM (cpuBase + k).
  */
 export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Promise<Vm[]> {
   const queues: CpuQueuesLayout | undefined = sys.queues;
@@ -377,10 +402,15 @@ export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Pro
       ...(p.config.cmdqLog2 !== undefined ? { cmdqLog2: p.config.cmdqLog2 } : {}),
     };
     const drvData: DriverWorkerData = { sab: sys.board.sab, layout: sys.board.layout, options, ...(guestCmdqv !== undefined ? { cmdqv: guestCmdqv } : {}) };
+    if (p.config.guest === false) {
+      // The guest runs elsewhere (e.g. a bench worker): it probes and resets the virtual SMMU itself.
+      out.push(new Vm(p, domain, drvData, undefined, vmm, new MmioPort(sys.board, p.window.name, policy)));
+      continue;
+    }
     const drvWorker = spawnWorker(import.meta.url, './driver-worker', { workerData: drvData });
     hooks.adopt(drvWorker, `${what} guest driver`);
     const driver = new DriverHandle(drvWorker, timeoutMs, hooks.failed);
-    const vm = new Vm(p, domain, driver, vmm, new MmioPort(sys.board, p.window.name, policy));
+    const vm = new Vm(p, domain, drvData, driver, vmm, new MmioPort(sys.board, p.window.name, policy));
     out.push(vm);
     try {
       await driver.probe();

@@ -34,7 +34,7 @@ describe('smmu-sim bench arguments', () => {
     expect(usage(['--batch', '2.5'])).toBe("bench: --batch '2.5' must be an integer in 1..64");
     expect(usage(['--producers', '0'])).toBe("bench: --producers '0' must be an integer in 1..64");
     expect(usage(['--policy', 'busy'])).toBe("bench: --policy: wait policy 'busy': expected spin, hybrid, hybrid:<polls> or wait");
-    expect(usage(['--paths', 'native,warp'])).toBe("bench: unknown path 'warp' (known: native, native-mp, native-ecmdq, trap, kernel-queue, vcmdq; 'list' shows which are available)");
+    expect(usage(['--paths', 'native,warp'])).toBe("bench: unknown path 'warp' (known: native, native-mp, native-ecmdq, trap, trap-batched, kernel-queue, vcmdq; 'list' shows which are available)");
     expect(usage(['--sync', 'irq'])).toBe("bench: --sync 'irq' must be msi or cons");
     expect(usage(['--queue', '100'])).toBe('bench: --queue 100 must be a power of two (a queue holds 2^LOG2SIZE entries, §3.5.1)');
     expect(usage(['--queue', '1'])).toBe("bench: --queue '1' must be an integer in 2..524288");
@@ -53,11 +53,13 @@ describe('smmu-sim bench arguments', () => {
     expect(io.outs).toEqual([]);
   });
 
-  it('defaults to every available path (native, native-mp, native-ecmdq), hybrid, batches 1,8,64 when quick, one producer, both sync modes, 256 entries', () => {
+  it('defaults to every available path (the host\'s and the VM paths), hybrid, batches 1,8,64 when quick, one producer, both sync modes, 256 entries', () => {
     const p = parseBenchArgs(['--quick']);
     if (p.kind !== 'run') throw new Error('expected a run');
     const o = p.options;
-    expect([o.paths, o.policies, o.batches, o.producers, o.syncs, o.queues, o.quick]).toEqual([['native', 'native-mp', 'native-ecmdq'], ['hybrid'], [1, 8, 64], [1], ['msi', 'cons'], [8], true]);
+    expect([o.paths, o.policies, o.batches, o.producers, o.syncs, o.queues, o.quick]).toEqual([
+      ['native', 'native-mp', 'native-ecmdq', 'trap', 'trap-batched', 'kernel-queue', 'vcmdq'], ['hybrid'], [1, 8, 64], [1], ['msi', 'cons'], [8], true,
+    ]);
     expect(o.workloads).toEqual(['tlbi-va', 'tlbi-range', 'unmap', 'atc-inv', 'stream']);
     expect(o.cost.source).toBe('default');
     const full = parseBenchArgs([]);
@@ -80,10 +82,13 @@ describe('smmu-sim bench arguments', () => {
     const io = fakeIo();
     expect(await benchMain(['--paths', 'list'], io)).toBe(0);
     const lines = io.outs.join('').trimEnd().split('\n');
-    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['native', 'native-mp', 'native-ecmdq', 'trap', 'kernel-queue', 'vcmdq']);
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['native', 'native-mp', 'native-ecmdq', 'trap', 'trap-batched', 'kernel-queue', 'vcmdq']);
     expect(lines[0]).toMatch(/^native\s+available, 1 hop:/);
     expect(lines[2]).toMatch(/^native-ecmdq\s+available, 1 hop:/);
-    expect(lines[5]).toMatch(/^vcmdq\s+unavailable: .*\(not a bench path yet: needs /);
+    expect(lines[3]).toMatch(/^trap\s+available, 2 hops: .*each command in its own HWPT_INVALIDATE/);
+    expect(lines[4]).toMatch(/^trap-batched\s+available, 2 hops: .*every command up to each CMD_SYNC in one HWPT_INVALIDATE/);
+    expect(lines[5]).toMatch(/^kernel-queue\s+available, 2 hops: /);
+    expect(lines[6]).toMatch(/^vcmdq\s+available, 1 hop: /);
     expect(BENCH_HELP).toContain(lines[0]);
   });
 });

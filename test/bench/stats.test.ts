@@ -50,5 +50,8 @@ describe('latency statistics', () => {
   it('prints durations and rates with their unit', () => {
     expect([fmtNs(312), fmtNs(4712), fmtNs(81_200), fmtNs(1_204_000), fmtNs(null)]).toEqual(['312 ns', '4.71 µs', '81.2 µs', '1.20 ms', '-']);
     expect([fmtRate(3_612_000), fmtRate(812_000), fmtRate(12), fmtRate(null)]).toEqual(['3.61 M/s', '812 k/s', '12 /s', '-']);
+    // At a unit's edge the value moves to the next unit instead of reading 1.00e+3.
+    expect([fmtNs(999.6), fmtNs(999_960), fmtNs(999_400), fmtNs(2.5e9)]).toEqual(['1.00 µs', '1.00 ms', '999 µs', '2.50 s']);
+    expect([fmtRate(999_960), fmtRate(999.7), fmtRate(4.2e9)]).toEqual(['1.00 M/s', '1.00 k/s', '4.20 G/s']);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ATC_INV_PAGE, CFGI_CD, TLBI_ASID, TLBI_VA_PAGE, TLBI_VA_RANGE, WORKLOADS, opShape, workloadByName } from '../../bench/workloads.ts';
+import { ATC_INV_PAGE, CFGI_CD, TLBI_ASID, TLBI_VA_PAGE, TLBI_VA_RANGE, WORKLOADS, opShape, stage1GuestIssues, workloadByName } from '../../bench/workloads.ts';
+import { vsmmuFeatures } from '../../src/virt/vsmmu.ts';
 import { decodeCommand } from '../../src/spec/command-codec.ts';
 import { FULL_FEATURES, parseFeatures } from '../../src/spec/features.ts';
 import { checkCommand } from '../../src/spec/legality.ts';
@@ -44,5 +45,32 @@ describe('benchmark workloads', () => {
     expect(workloadByName('atc-inv')!.unsupported(parseFeatures('no-ats'))).toBe('needs ATS (SMMU_IDR0.ATS == 1) for CMD_ATC_INV');
     expect(workloadByName('tlbi-range')!.unsupported(parseFeatures('no-ril'))).toBe('needs range invalidation (SMMU_IDR3.RIL == 1)');
     expect(workloadByName('tlbi-va')!.unsupported(FULL_FEATURES)).toBeUndefined();
+  });
+
+  it("as a VM's guest issues them: VMID 0 (RES0 without stage 2, §4.4.2), every other bit kept, legal on the guest's SMMU", () => {
+    // The bench VMs' guest SMMU: stage 1 only, with ATS opted in (bench/paths/vm.ts).
+    const guest = vsmmuFeatures(FULL_FEATURES, { ats: true });
+    // VMID [47:32] is word 1 [15:0] of the TLBIs (§4.4.2): VMID 1 on the host, 0 in the guest.
+    expect(TLBI_VA_PAGE[1]! & 0xffff).toBe(1);
+    for (const w of WORKLOADS) {
+      const host = w.issues(8);
+      const g = stage1GuestIssues(host);
+      expect(opShape(g)).toEqual(opShape(host));
+      for (let i = 0; i < host.length; i++) {
+        expect(g[i]!.sync).toBe(host[i]!.sync);
+        for (let k = 0; k < host[i]!.cmds.length; k++) {
+          const h = host[i]!.cmds[k]!;
+          const c = g[i]!.cmds[k]!;
+          const op = h[0]! & 0xff;
+          const hasVmid = op === OP.CMD_TLBI_NH_VA || op === OP.CMD_TLBI_NH_ASID;
+          expect([...c], `${w.name} ${k}`).toEqual(hasVmid ? [h[0], (h[1]! & 0xffff_0000) >>> 0, h[2], h[3]] : [...h]);
+          expect(checkCommand(c, guest).ok, `${w.name}: ${decodeCommand(c).name}`).toBe(true);
+          // The host's commands name VMID 1, which a stage-1-only SMMU refuses.
+          if (hasVmid) expect(checkCommand(h, guest)).toMatchObject({ ok: false, error: 'CERROR_ILL' });
+        }
+      }
+      // One object per distinct command, as in the host's operation.
+      expect(new Set(g.flatMap((x) => x.cmds)).size).toBe(new Set(host.flatMap((x) => x.cmds)).size);
+    }
   });
 });
