@@ -43,8 +43,10 @@ options:
   --warmup N           untimed operations before each row, exactly
   --json               print one JSON document instead of the table
   --out DIR            also write DIR/results.json, DIR/summary.md and SVG plots
-  --cost SPEC|FILE     cost model: exit=NS,ioctl=NS,cmd=NS,sync=NS[,hw=model|measured], or a
-                       JSON file with those keys; unset keys keep the default calibration
+  --cost SPEC|FILE     cost model: exit=NS,uexit=NS,ioctl=NS,cmd=NS,sync=NS[,hw=model|measured]
+                       (VM exit to the host kernel, the extra exit to the VMM in user space,
+                       ioctl, command consumed by hardware, CMD_SYNC), or a JSON file with those
+                       keys; unset keys keep the default calibration
   -h, --help           this text
 
 paths:
