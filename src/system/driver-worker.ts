@@ -9,8 +9,9 @@
  * arm-smmu-v3 does once tegra241-cmdqv has probed. The host's driver worker, for its part, resets
  * the physical CMDQV once (hostCmdqvReset).
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { Board, type BoardLayout } from '../mem/board.ts';
+import { serveRequests, type Method } from './rpc.ts';
 import { MmioPort } from '../mem/mmio.ts';
 import { GuestDriver, type DriverOptions, type IssueResult } from '../driver/driver.ts';
 import { GuestCpu, shareCommandQueues } from '../driver/cpu.ts';
@@ -25,16 +26,6 @@ export interface DriverWorkerData {
   readonly options: DriverOptions;
   readonly cmdqv?: GuestCmdqvData;
 }
-
-export interface DriverRequest {
-  readonly id: number;
-  readonly method: string;
-  readonly args: unknown[];
-}
-
-export type DriverReply =
-  | { readonly id: number; readonly ok: true; readonly result: unknown }
-  | { readonly id: number; readonly ok: false; readonly error: { name: string; message: string } };
 
 const data = workerData as DriverWorkerData;
 const board = Board.attach(data.sab, data.layout);
@@ -118,7 +109,6 @@ function shareQueues(args: { cpus: number; cmdq: 'shared' | 'ecmdq'; ecmdqLog2?:
   return layout;
 }
 
-type Method = (...args: never[]) => unknown;
 const d = driver;
 /** The calls a System may make: nothing else of the driver is reachable from a message. */
 const METHODS: Record<string, Method> = {
@@ -144,20 +134,4 @@ const METHODS: Record<string, Method> = {
   domainInfo: (...a: Parameters<GuestDriver['domainInfo']>) => d.domainInfo(...a),
 };
 
-parentPort!.on('message', (req: DriverRequest | 'close') => {
-  if (req === 'close') {
-    parentPort!.close();
-    return;
-  }
-  let reply: DriverReply;
-  try {
-    const m = Object.hasOwn(METHODS, req.method) ? METHODS[req.method] : undefined;
-    if (m === undefined) throw new Error(`the driver has no method '${req.method}'`);
-    const result = (m as (...a: unknown[]) => unknown)(...req.args);
-    reply = { id: req.id, ok: true, result };
-  } catch (e) {
-    const err = e as Error;
-    reply = { id: req.id, ok: false, error: { name: err.name, message: err.message } };
-  }
-  parentPort!.postMessage(reply);
-});
+serveRequests(METHODS, 'the driver');

@@ -28,7 +28,6 @@
  * `planVms` runs before the board exists (it adds windows and RAM); `startVms` runs once the host
  * driver has reset the SMMU and shared its queues with one CPU per VM.
  */
-import { once } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { PAGE_64K, type WindowConfig } from '../mem/board.ts';
 import { MmioPort } from '../mem/mmio.ts';
@@ -45,6 +44,7 @@ import { virtualCmdqvWindow } from '../virt/cmdqv-host.ts';
 import type { VmmCmdqvData, VmmState, VmmWorkerData } from '../virt/vmm-worker.ts';
 import { vsmmuFeatures, type GuestRam, type TrapBatch, type VmDeviceConfig, type VmPath } from '../virt/vsmmu.ts';
 import type { DriverWorkerData, GuestCmdqvData } from './driver-worker.ts';
+import { workerReady } from './rpc.ts';
 import { spawnWorker } from './spawn.ts';
 import { DriverHandle, WorkerHandle, commandWords, type Command, type System } from './system.ts';
 
@@ -322,19 +322,6 @@ function stage2Granule(f: SmmuFeatures): Granule {
   return f.gran16k ? 16384 : 65536;
 }
 
-async function ready(w: Worker, what: string): Promise<void> {
-  const timer = new Promise<never>((_, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what} worker did not start within 10 s`)), 10_000);
-    t.unref();
-  });
-  const failed = once(w, 'error').then(([e]) => {
-    throw new Error(`${what} worker failed to start: ${(e as Error).message}`);
-  });
-  const exited = once(w, 'exit').then(([code]) => {
-    throw new Error(`${what} worker exited during start (code ${code})`);
-  });
-  await Promise.race([once(w, 'message'), failed, exited, timer]);
-}
 
 /**
  * Start every planned VM, in order: the host driver's stage 2 for its devices and guest RAM,
@@ -384,7 +371,7 @@ export async function startVms(sys: System, plan: VmsPlan, hooks: VmsHooks): Pro
     const vmmWorker = spawnWorker(import.meta.url, '../virt/vmm-worker', { workerData: vmmData });
     const vmmName = `${what} ${p.path === 'kernel-queue' ? 'in-kernel queue' : 'VMM'}`;
     try {
-      await ready(vmmWorker, vmmName);
+      await workerReady(vmmWorker, vmmName);
     } catch (e) {
       await vmmWorker.terminate();
       throw e;
