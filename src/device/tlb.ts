@@ -23,7 +23,9 @@
  *
  * Lookups and invalidations never scan the whole TLB: entries live in per-context Maps (one context
  * per {kind of address, regime, VMID, ASID or global+ASET}), keyed by (block index · 64 + log2 size)
- * numbers, and contexts are indexed by VMID and by regime.
+ * numbers, and contexts are indexed by VMID and by regime. The commands the device executes most
+ * (TLBI by page or small range, by ASID, by IPA) find their contexts by key and their entries by
+ * key, and run without allocating; only a range wider than PROBE_LIMIT blocks scans a context.
  */
 
 import { getBits } from '../spec/bits.ts';
@@ -377,6 +379,8 @@ export class TlbEntry implements PolicyNode<TlbEntry> {
   key = 0;
   /** Key in the context's match index when the match range is wider than the lookup range. */
   matchKey = -1;
+  /** The invalidation that last queued this entry (Tlb.epoch): an entry found twice is removed once. */
+  mark = 0;
 
   constructor(
     readonly kind: number,
@@ -400,14 +404,32 @@ export class TlbEntry implements PolicyNode<TlbEntry> {
   ) {}
 }
 
+/**
+ * Removed keys a context's maps may keep, beyond twice its live entries, before they are rebuilt
+ * (TlbContext.map).
+ */
+const TOMBSTONE_SLACK = 64;
+
 /** Entries sharing tags. Addresses are looked up per size class present in the context. */
 export class TlbContext {
-  readonly map = new Map<number, TlbEntry>();
+  /**
+   * Entries by block key. A removed entry leaves its key mapped to undefined (a tombstone) until
+   * the map is rebuilt: V8's Map keeps a deleted key in its hash chain until the table is
+   * rehashed, so deleting a key and setting it again (a TLBI of a page, then its refill) lengthens
+   * one chain per round and makes every access to that key O(map size) (~6 µs at 4096 entries);
+   * setting a tombstoned key again reuses its slot. `live` counts the entries.
+   */
+  map = new Map<number, TlbEntry | undefined>();
+  live = 0;
   /** log2 sizes present (lookup ranges), ascending, with counts. */
   readonly sizes: number[] = [];
   readonly sizeCount = new Uint32Array(KEY_SIZES);
-  /** Combined entries whose stage 1 range is wider than their lookup range, by match key. */
+  /**
+   * Combined entries whose stage 1 range is wider than their lookup range, by match key; an
+   * emptied list stays as the tombstone of its key (see `map`). `matchLive` counts the entries.
+   */
   matchMap: Map<number, TlbEntry[]> | null = null;
+  matchLive = 0;
   readonly matchSizes: number[] = [];
   readonly matchSizeCount = new Uint32Array(KEY_SIZES);
 
@@ -443,6 +465,18 @@ function removeSize(list: number[], count: Uint32Array, log2: number): void {
   if (--count[log2]! === 0) list.splice(list.indexOf(log2), 1);
 }
 
+/** Rebuild a context's maps without their tombstones (amortised O(1) per removal). */
+function compact(ctx: TlbContext): void {
+  const map = new Map<number, TlbEntry | undefined>();
+  for (const [k, e] of ctx.map) if (e !== undefined) map.set(k, e);
+  ctx.map = map;
+  if (ctx.matchMap !== null) {
+    const mm = new Map<number, TlbEntry[]>();
+    for (const [k, list] of ctx.matchMap) if (list.length !== 0) mm.set(k, list);
+    ctx.matchMap = mm.size !== 0 ? mm : null;
+  }
+}
+
 /** 2^n for n = 0..63: block sizes in pages without Math.pow in the lookup path. */
 const POW2: readonly number[] = Array.from({ length: KEY_SIZES }, (_, n) => 2 ** n);
 
@@ -468,6 +502,54 @@ export interface RangeFilter {
   /** Leaf level the entries must have; 0 = any. */
   readonly level: number;
 }
+
+type MutableRange = { -readonly [K in keyof RangeFilter]: RangeFilter[K] };
+
+/** Entry kinds as bit masks, for the `kinds` argument of the invalidation primitives. */
+const VA_KINDS = (1 << TLB_KIND.S1) | (1 << TLB_KIND.NESTED);
+const S2_KINDS = 1 << TLB_KIND.S2;
+const ALL_KINDS = VA_KINDS | S2_KINDS;
+
+/** Which contexts of a set an invalidation selects (a number, not a closure: see `selects`). */
+const SEL = Object.freeze({
+  ALL: 0,
+  VA: 1,
+  IPA: 2,
+  VA_ASID: 3,
+  VA_ASID_OR_GLOBAL: 4,
+  VA_ASID_OR_NON_GLOBAL: 5,
+  ASID_OR_GLOBAL: 6,
+  NON_GLOBAL: 7,
+  NON_GLOBAL_ASID: 8,
+} as const);
+
+function selects(c: TlbContext, sel: number, asid: number): boolean {
+  switch (sel) {
+    case SEL.ALL:
+      return true;
+    case SEL.VA:
+      return c.va;
+    case SEL.IPA:
+      return !c.va;
+    case SEL.VA_ASID:
+      return c.va && c.asid === asid;
+    case SEL.VA_ASID_OR_GLOBAL:
+      return c.va && (c.global || c.asid === asid);
+    case SEL.VA_ASID_OR_NON_GLOBAL:
+      return c.va && (c.asid === asid || !c.global);
+    case SEL.ASID_OR_GLOBAL:
+      return c.global || c.asid === asid;
+    case SEL.NON_GLOBAL:
+      return !c.global;
+    case SEL.NON_GLOBAL_ASID:
+      return !c.global && c.asid === asid;
+    default:
+      return false;
+  }
+}
+
+/** CMD_TLBI_EL2_ALL's words: what an over-invalidating EL2_VA/VAA does instead. */
+const EL2_ALL_WORDS: readonly number[] = Object.freeze([OP.CMD_TLBI_EL2_ALL, 0, 0, 0]);
 
 export interface TlbOptions {
   readonly entries: number;
@@ -495,6 +577,12 @@ export class Tlb {
   private readonly byVmid = new Map<number, Set<TlbContext>>();
   /** Contexts by regime. */
   private readonly byRegime: Set<TlbContext>[] = [new Set(), new Set(), new Set()];
+  /** The entries the invalidation in progress removes (reused: no allocation per command). */
+  private readonly victims: TlbEntry[] = [];
+  /** Numbers the invalidations, for TlbEntry.mark. */
+  private epoch = 0;
+  /** The range filter of the invalidation in progress (range()). */
+  private readonly scratchRange: MutableRange = { start: 0, end: 0, tg: 0, level: 0 };
 
   constructor(opts: TlbOptions) {
     this.capacity = Math.max(0, opts.entries);
@@ -590,6 +678,7 @@ export class Tlb {
     // The victim may have been the context's last entry: re-attach the context.
     this.attach(ctx);
     ctx.map.set(e.key, e);
+    ctx.live++;
     addSize(ctx.sizes, ctx.sizeCount, e.log2);
     if (e.matchLog2 > e.log2) {
       e.matchKey = blockKey(e.matchPage, e.matchLog2);
@@ -597,6 +686,7 @@ export class Tlb {
       const list = ctx.matchMap.get(e.matchKey);
       if (list === undefined) ctx.matchMap.set(e.matchKey, [e]);
       else list.push(e);
+      ctx.matchLive++;
       addSize(ctx.matchSizes, ctx.matchSizeCount, e.matchLog2);
     }
     this.policy.add(e);
@@ -607,18 +697,21 @@ export class Tlb {
   /** Remove one entry (no counter change). */
   private remove(e: TlbEntry): void {
     const ctx = e.ctx;
-    ctx.map.delete(e.key);
+    // A tombstone, not a delete (TlbContext.map).
+    ctx.map.set(e.key, undefined);
+    ctx.live--;
     removeSize(ctx.sizes, ctx.sizeCount, e.log2);
     if (e.matchKey >= 0 && ctx.matchMap !== null) {
       const list = ctx.matchMap.get(e.matchKey);
-      if (list !== undefined) {
-        list.splice(list.indexOf(e), 1);
-        if (list.length === 0) ctx.matchMap.delete(e.matchKey);
-      }
+      if (list !== undefined) list.splice(list.indexOf(e), 1);
+      ctx.matchLive--;
       removeSize(ctx.matchSizes, ctx.matchSizeCount, e.matchLog2);
       e.matchKey = -1;
     }
     this.policy.remove(e);
+    if (ctx.map.size > 2 * ctx.live + TOMBSTONE_SLACK || (ctx.matchMap !== null && ctx.matchMap.size > 2 * ctx.matchLive + TOMBSTONE_SLACK)) {
+      compact(ctx);
+    }
     this.dropContextIfEmpty(ctx);
   }
 
@@ -641,7 +734,7 @@ export class Tlb {
   }
 
   private dropContextIfEmpty(ctx: TlbContext): void {
-    if (ctx.map.size !== 0 || !this.contexts.has(ctx.key)) return;
+    if (ctx.live !== 0 || !this.contexts.has(ctx.key)) return;
     this.contexts.delete(ctx.key);
     this.byRegime[ctx.regime]!.delete(ctx);
     if (ctx.regime === REGIME.EL1) {
@@ -663,75 +756,87 @@ export class Tlb {
     return n;
   }
 
-  /** Every entry of `ctx`, or those in `range` (by each entry's match range, TG and level). */
-  private invalidateContext(ctx: TlbContext, range: RangeFilter | null, kinds: number): number {
-    const victims: TlbEntry[] = [];
-    if (range === null) {
-      for (const e of ctx.map.values()) if (((1 << e.kind) & kinds) !== 0) victims.push(e);
-    } else {
-      this.collectRange(ctx, range, kinds, victims);
-    }
-    for (const e of victims) this.remove(e);
-    this.counters.invalidated += victims.length;
-    return victims.length;
-  }
+  // An invalidation runs in two steps: collect the entries it matches into `victims` (nothing is
+  // removed, so the context sets and maps can be iterated as they are), then remove them all
+  // (`flush`). Neither step allocates or creates a closure: this is the device's per-command path.
 
-  private collectRange(ctx: TlbContext, r: RangeFilter, kinds: number, out: TlbEntry[]): void {
-    // An entry can be found twice when probing (by its lookup key and by its match key).
-    const seen = new Set<TlbEntry>();
-    const accept = (e: TlbEntry): void => {
-      if (seen.has(e)) return;
-      seen.add(e);
-      if (((1 << e.kind) & kinds) === 0) return;
-      if (r.tg !== 0 && e.tg !== r.tg) return;
-      if (r.level !== 0 && e.level !== r.level) return;
-      const size = 2 ** (e.matchLog2 - PAGE_BITS);
-      if (e.matchPage < r.end && r.start < e.matchPage + size) out.push(e);
-    };
+  /** Queue every entry of `ctx` of one of `kinds`, or those `r` matches (by match range, TG and level). */
+  private collect(ctx: TlbContext | undefined, r: RangeFilter | null, kinds: number): void {
+    if (ctx === undefined) return;
+    if (r === null) {
+      for (const e of ctx.map.values()) if (e !== undefined && ((1 << e.kind) & kinds) !== 0) this.victims.push(e);
+      return;
+    }
     // Probing keys is cheap for small ranges; a wide range scans the context instead.
     let probe = true;
     for (const log2 of ctx.sizes) if (blocksIn(r, log2) > PROBE_LIMIT) probe = false;
     for (const log2 of ctx.matchSizes) if (blocksIn(r, log2) > PROBE_LIMIT) probe = false;
     if (!probe) {
-      for (const e of ctx.map.values()) accept(e);
+      for (const e of ctx.map.values()) if (e !== undefined) this.accept(e, r, kinds);
       return;
     }
     for (const log2 of ctx.sizes) {
-      const bp = 2 ** (log2 - PAGE_BITS);
-      for (let b = Math.floor(r.start / bp); b <= Math.floor((r.end - 1) / bp); b++) {
+      const bp = POW2[log2 - PAGE_BITS]!;
+      const last = Math.floor((r.end - 1) / bp);
+      for (let b = Math.floor(r.start / bp); b <= last; b++) {
         const e = ctx.map.get(b * KEY_SIZES + log2);
-        if (e !== undefined) accept(e);
+        if (e !== undefined) this.accept(e, r, kinds);
       }
     }
     if (ctx.matchMap !== null) {
       for (const log2 of ctx.matchSizes) {
-        const bp = 2 ** (log2 - PAGE_BITS);
-        for (let b = Math.floor(r.start / bp); b <= Math.floor((r.end - 1) / bp); b++) {
+        const bp = POW2[log2 - PAGE_BITS]!;
+        const last = Math.floor((r.end - 1) / bp);
+        for (let b = Math.floor(r.start / bp); b <= last; b++) {
           const list = ctx.matchMap.get(b * KEY_SIZES + log2);
-          if (list !== undefined) for (const e of list) accept(e);
+          if (list !== undefined) for (const e of list) this.accept(e, r, kinds);
         }
       }
     }
   }
 
-  private each(set: Iterable<TlbContext>, pred: (c: TlbContext) => boolean, range: RangeFilter | null, kinds: number): number {
-    let n = 0;
-    for (const ctx of [...set]) if (pred(ctx)) n += this.invalidateContext(ctx, range, kinds);
-    return n;
+  /** Queue `e` if `r` matches it; an entry found by both its keys is queued once. */
+  private accept(e: TlbEntry, r: RangeFilter, kinds: number): void {
+    if (e.mark === this.epoch) return;
+    e.mark = this.epoch;
+    if (((1 << e.kind) & kinds) === 0) return;
+    if (r.tg !== 0 && e.tg !== r.tg) return;
+    if (r.level !== 0 && e.level !== r.level) return;
+    if (e.matchPage < r.end && r.start < e.matchPage + POW2[e.matchLog2 - PAGE_BITS]!) this.victims.push(e);
   }
 
-  /** NS-EL1 contexts whose VMID matches `vmid` under the VMW wildcard (§3.17.6). */
-  private el1Contexts(vmid: number, vmw: number, all: boolean): TlbContext[] {
-    if (all) return [...this.byRegime[REGIME.EL1]!];
-    if (vmw === 0) return [...(this.byVmid.get(vmid) ?? [])];
+  /** Queue the matching entries of every context of `set` that `sel` selects. */
+  private collectSet(set: Iterable<TlbContext> | undefined, sel: number, asid: number, r: RangeFilter | null, kinds: number): void {
+    if (set === undefined) return;
+    for (const ctx of set) if (selects(ctx, sel, asid)) this.collect(ctx, r, kinds);
+  }
+
+  /** The same over the NS-EL1 contexts whose VMID matches `vmid` under the VMW wildcard (§3.17.6), or all of them. */
+  private collectEl1(vmid: number, vmw: number, all: boolean, sel: number, asid: number, r: RangeFilter | null, kinds: number): void {
+    if (all) return this.collectSet(this.byRegime[REGIME.EL1], sel, asid, r, kinds);
+    if (vmw === 0) return this.collectSet(this.byVmid.get(vmid), sel, asid, r, kinds);
     const mask = ~((1 << vmw) - 1);
-    const out: TlbContext[] = [];
-    for (const [v, s] of this.byVmid) if ((v & mask) === (vmid & mask)) out.push(...s);
-    return out;
+    for (const [v, set] of this.byVmid) if ((v & mask) === (vmid & mask)) this.collectSet(set, sel, asid, r, kinds);
+  }
+
+  /** Remove the queued entries; returns how many. */
+  private flush(): number {
+    const v = this.victims;
+    const n = v.length;
+    if (n === 0) return 0;
+    for (let i = 0; i < n; i++) this.remove(v[i]!);
+    v.length = 0;
+    this.counters.invalidated += n;
+    return n;
   }
 
   private ctxAt(va: boolean, regime: number, vmid: number, asid: number, aset: number): TlbContext | undefined {
     return this.contexts.get(contextKey(va, regime, vmid, asid, aset));
+  }
+
+  /** True when no NS-EL1 entry can match `vmid` (no VMW wildcard, and none carries it): nothing to do. */
+  private vmidAbsent(vmid: number, vmw: number): boolean {
+    return vmw === 0 && !this.byVmid.has(vmid);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -746,56 +851,77 @@ export class Tlb {
     const op = (words[0] ?? 0) & 0xff;
     const f = st.features;
     // Without stage 2 no entry carries a VMID (§3.17): the commands' VMID is not matched (§4.4.2).
-    const vmidOf = (fld: CommandField | undefined): number => (f.s2 && fld !== undefined ? num(words, fld) : 0);
-    const vmw = f.vmw && f.s2 ? st.vmw : 0;
+    const s2 = f.s2;
+    const vmw = f.vmw && s2 ? st.vmw : 0;
     const over = st.overInvalidate;
-    const VA_KINDS = (1 << TLB_KIND.S1) | (1 << TLB_KIND.NESTED);
-    const S2_KINDS = 1 << TLB_KIND.S2;
-    const ALL_KINDS = VA_KINDS | S2_KINDS;
+    this.epoch++; // exact up to 2^53: never wraps onto an old mark
     switch (op) {
       case OP.CMD_TLBI_NSNH_ALL:
         // §4.4.4.1: all Non-secure, non-EL2 entries at all stages.
-        return over ? this.invalidateAll() : this.each(this.byRegime[REGIME.EL1]!, () => true, null, ALL_KINDS);
+        if (over) return this.invalidateAll();
+        this.collectSet(this.byRegime[REGIME.EL1], SEL.ALL, 0, null, ALL_KINDS);
+        return this.flush();
       case OP.CMD_TLBI_S12_VMALL: {
         // §4.4.3.2: all NS-EL1 entries at all stages for the VMID.
-        const v = vmidOf(TLBI.S12_VMID);
-        return this.each(this.el1Contexts(v, vmw, over), () => true, null, ALL_KINDS);
+        const v = s2 ? num(words, TLBI.S12_VMID) : 0;
+        this.collectEl1(v, vmw, over, SEL.ALL, 0, null, ALL_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_NH_ALL: {
         // §4.4.2.1: all stage 1 NS-EL1 entries (and combined ones) for the VMID, global included.
-        const v = vmidOf(TLBI.NH_ALL_VMID);
-        return this.each(this.el1Contexts(v, vmw, over), (c) => c.va, null, VA_KINDS);
+        const v = s2 ? num(words, TLBI.NH_ALL_VMID) : 0;
+        this.collectEl1(v, vmw, over, SEL.VA, 0, null, VA_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_NH_ASID: {
         // §4.4.2.2: non-global NS-EL1 entries by ASID and VMID; global entries survive.
-        const v = vmidOf(TLBI.NH_ASID_VMID);
+        const v = s2 ? num(words, TLBI.NH_ASID_VMID) : 0;
+        if (this.vmidAbsent(v, vmw)) return 0;
         const asid = num(words, TLBI.NH_ASID_ASID);
-        return this.each(this.el1Contexts(v, vmw, false), (c) => c.va && (c.asid === asid || (over && !c.global)), null, VA_KINDS);
+        // Exactly one context holds them: the VMID's, the ASID's, non-global (ASET 0: the ASET
+        // tags only global entries).
+        if (vmw === 0 && !over) this.collect(this.ctxAt(true, REGIME.EL1, v, asid, 0), null, VA_KINDS);
+        else this.collectEl1(v, vmw, false, over ? SEL.VA_ASID_OR_NON_GLOBAL : SEL.VA_ASID, asid, null, VA_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_NH_VA: {
         // §4.4.2.4: by VMID, ASID and VA, plus global entries by VMID and VA.
         const fl = TLBI.NH_VA;
-        const v = vmidOf(fl.vmid);
+        const v = s2 ? num(words, fl.vmid!) : 0;
+        if (this.vmidAbsent(v, vmw)) return 0;
         const asid = num(words, fl.asid!);
         const r = over ? null : this.range(words, fl, f, true);
         if (r === undefined) return 0;
-        return this.each(this.el1Contexts(v, vmw, false), (c) => c.va && (c.global || c.asid === asid), r, VA_KINDS);
+        if (vmw === 0) {
+          // Three contexts at most, found by key: the ASID's, and the global ones of either ASET.
+          this.collect(this.ctxAt(true, REGIME.EL1, v, asid, 0), r, VA_KINDS);
+          this.collect(this.ctxAt(true, REGIME.EL1, v, -1, 0), r, VA_KINDS);
+          this.collect(this.ctxAt(true, REGIME.EL1, v, -1, 1), r, VA_KINDS);
+        } else {
+          this.collectEl1(v, vmw, false, SEL.VA_ASID_OR_GLOBAL, asid, r, VA_KINDS);
+        }
+        return this.flush();
       }
       case OP.CMD_TLBI_NH_VAA: {
         // §4.4.2.3: by VA for all ASIDs in the VMID, global included.
         const fl = TLBI.NH_VAA;
-        const v = vmidOf(fl.vmid);
+        const v = s2 ? num(words, fl.vmid!) : 0;
+        if (this.vmidAbsent(v, vmw)) return 0;
         const r = over ? null : this.range(words, fl, f, true);
         if (r === undefined) return 0;
-        return this.each(this.el1Contexts(v, vmw, false), (c) => c.va, r, VA_KINDS);
+        this.collectEl1(v, vmw, false, SEL.VA, 0, r, VA_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_EL2_ALL:
         // §4.4.2.7: every NS-EL2 and NS-EL2-E2H entry, ASID-tagged or not.
-        return this.each([...this.byRegime[REGIME.EL2]!, ...this.byRegime[REGIME.EL2_E2H]!], () => true, null, VA_KINDS);
+        this.collectSet(this.byRegime[REGIME.EL2], SEL.ALL, 0, null, VA_KINDS);
+        this.collectSet(this.byRegime[REGIME.EL2_E2H], SEL.ALL, 0, null, VA_KINDS);
+        return this.flush();
       case OP.CMD_TLBI_EL2_ASID: {
         // §4.4.2.10: non-global NS-EL2-E2H entries by ASID; NS-EL2 entries need not be touched.
         const asid = num(words, TLBI.EL2_ASID_ASID);
-        return this.each(this.byRegime[REGIME.EL2_E2H]!, (c) => !c.global && (c.asid === asid || over), null, VA_KINDS);
+        this.collectSet(this.byRegime[REGIME.EL2_E2H], over ? SEL.NON_GLOBAL : SEL.NON_GLOBAL_ASID, asid, null, VA_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_EL2_VA: {
         // §4.4.2.8: E2H == 1: NS-EL2-E2H entries by ASID (or global) and VA; E2H == 0: NS-EL2
@@ -803,30 +929,36 @@ export class Tlb {
         const fl = TLBI.EL2_VA;
         const r = over ? null : this.range(words, fl, f, true);
         if (r === undefined) return 0;
-        if (over) return this.invalidate([OP.CMD_TLBI_EL2_ALL, 0, 0, 0], st);
-        if (st.e2h) {
-          const asid = num(words, fl.asid!);
-          return this.each(this.byRegime[REGIME.EL2_E2H]!, (c) => c.global || c.asid === asid, r, VA_KINDS);
-        }
-        return this.each(this.byRegime[REGIME.EL2]!, () => true, r, VA_KINDS);
+        if (over) return this.invalidate(EL2_ALL_WORDS, st);
+        if (st.e2h) this.collectSet(this.byRegime[REGIME.EL2_E2H], SEL.ASID_OR_GLOBAL, num(words, fl.asid!), r, VA_KINDS);
+        else this.collectSet(this.byRegime[REGIME.EL2], SEL.ALL, 0, r, VA_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_EL2_VAA: {
         // §4.4.2.9: by VA for all ASIDs, in the regime SMMU_CR2.E2H selects.
         const fl = TLBI.EL2_VAA;
         const r = over ? null : this.range(words, fl, f, true);
         if (r === undefined) return 0;
-        if (over) return this.invalidate([OP.CMD_TLBI_EL2_ALL, 0, 0, 0], st);
-        return this.each(this.byRegime[st.e2h ? REGIME.EL2_E2H : REGIME.EL2]!, () => true, r, VA_KINDS);
+        if (over) return this.invalidate(EL2_ALL_WORDS, st);
+        this.collectSet(this.byRegime[st.e2h ? REGIME.EL2_E2H : REGIME.EL2], SEL.ALL, 0, r, VA_KINDS);
+        return this.flush();
       }
       case OP.CMD_TLBI_S2_IPA: {
         // §4.4.3.1: stage 2 entries by VMID and IPA. Combined stage 1+2 entries are not required to
         // be invalidated (software follows with CMD_TLBI_NH_ALL/NH_VAA); the model keeps them.
         const fl = TLBI.S2_IPA;
-        const v = vmidOf(fl.vmid);
-        if (over) return this.each(this.el1Contexts(v, vmw, false), () => true, null, ALL_KINDS);
+        const v = s2 ? num(words, fl.vmid!) : 0;
+        if (this.vmidAbsent(v, vmw)) return 0;
+        if (over) {
+          this.collectEl1(v, vmw, false, SEL.ALL, 0, null, ALL_KINDS);
+          return this.flush();
+        }
         const r = this.range(words, fl, f, false);
         if (r === undefined) return 0;
-        return this.each(this.el1Contexts(v, vmw, false), (c) => !c.va, r, S2_KINDS);
+        // A VMID's stage 2 entries live in one context, found by key.
+        if (vmw === 0) this.collect(this.ctxAt(false, REGIME.EL1, v, 0, 0), r, S2_KINDS);
+        else this.collectEl1(v, vmw, false, SEL.IPA, 0, r, S2_KINDS);
+        return this.flush();
       }
       default:
         return 0;
@@ -834,17 +966,25 @@ export class Tlb {
   }
 
   /**
-   * The address range and filters of an address-based TLBI (§4.4.1.1). TG == 0: the single page of
-   * Address, any granule, any level. TG != 0: Address <= A < Address + (NUM+1)·2^SCALE·granule,
-   * entries of that granule, and of level TTL when TTL != 0. Undefined when the command can match
-   * nothing: TTL128 == 1 asks for 128-bit-descriptor entries, which the model never creates.
+   * The address range and filters of an address-based TLBI (§4.4.1.1), in a scratch filter that
+   * the next call overwrites. TG == 0: the single page of Address, any granule, any level.
+   * TG != 0: Address <= A < Address + (NUM+1)·2^SCALE·granule, entries of that granule, and of
+   * level TTL when TTL != 0. Undefined when the command can match nothing: TTL128 == 1 asks for
+   * 128-bit-descriptor entries, which the model never creates.
    */
   private range(words: ArrayLike<number>, fl: RangeFields, f: SmmuFeatures, va: boolean): RangeFilter | undefined {
     // VA commands name VA[63:12]; the TLB is tagged by VA[55:12] (TBI applied, §4.4.2 permits it).
     // IPA commands name IPA[55:12].
+    const r = this.scratchRange;
     const page = commandPage(words, fl.addr, 44);
     const tg = f.ril ? num(words, fl.tg) : 0;
-    if (tg === 0) return { start: page, end: page + 1, tg: 0, level: 0 };
+    r.start = page;
+    if (tg === 0) {
+      r.end = page + 1;
+      r.tg = 0;
+      r.level = 0;
+      return r;
+    }
     let ttl = num(words, fl.ttl);
     if (tg === TG_16K && ttl === TTL_LEVEL1 && !f.ds) ttl = 0;
     if (ttl !== 0 && num(words, fl.ttl128) !== 0) return undefined;
@@ -853,7 +993,10 @@ export class Tlb {
     let end = page + pages;
     // §4.4.1.1: a range from the TTB0 half need not reach into the TTB1 half (no wrap either).
     if (va && page < TTB1_PAGE) end = Math.min(end, TTB1_PAGE);
-    return { start: page, end, tg, level: ttl };
+    r.end = end;
+    r.tg = tg;
+    r.level = ttl;
+    return r;
   }
 
   /** Every entry, for tests and inspection. */
@@ -863,7 +1006,7 @@ export class Tlb {
 }
 
 function blocksIn(r: RangeFilter, log2: number): number {
-  const bp = 2 ** (log2 - PAGE_BITS);
+  const bp = POW2[log2 - PAGE_BITS]!;
   return Math.floor((r.end - 1) / bp) - Math.floor(r.start / bp) + 1;
 }
 

@@ -251,6 +251,7 @@ export class Translator {
   readonly reader: ConfigReader;
   readonly ctl: TranslatorControl = { smmuEn: false, recInvSid: false, e2h: false, gbpaAbort: false, atsChk: false, vmw: 0 };
   private readonly overInvalidate: boolean;
+  private readonly invState: { -readonly [K in keyof InvalidationState]: InvalidationState[K] };
   private readonly leaf = new Leaf();
   private readonly leaf2 = new Leaf();
   private readonly s1Stats: WalkStats = { walks: 0, descriptorReads: 0 };
@@ -282,6 +283,7 @@ export class Translator {
     });
     this.reader = new ConfigReader(mem, features, this.cache);
     this.overInvalidate = opts.overInvalidate ?? false;
+    this.invState = { features, e2h: false, vmw: 0, overInvalidate: this.overInvalidate };
     this.oas = oasBits(features);
     this.stu = features.gran4k ? G4K : features.gran16k ? G16K : G64K;
   }
@@ -742,7 +744,11 @@ export class Translator {
   }
 
   private invalidationState(): InvalidationState {
-    return { features: this.features, e2h: this.ctl.e2h, vmw: this.ctl.vmw, overInvalidate: this.overInvalidate };
+    // One object, refreshed per command: a TLBI is the device's hottest command and allocates nothing.
+    const st = this.invState;
+    st.e2h = this.ctl.e2h;
+    st.vmw = this.ctl.vmw;
+    return st;
   }
 
   /** Execute CMD_ATC_INV (also reachable through invalidateCommand). */

@@ -185,6 +185,14 @@ export const CPU_LOG_LIMIT = 1024;
  */
 export const CPU_SLICE_MS = 1;
 
+/**
+ * Polls a CMD_SYNC wait makes (hybrid mode) for the SMMU to show that it is running before the
+ * wait gives up spinning (CpuContext.syncWaitPolicy). A running SMMU takes a doorbell off the bus
+ * within a fraction of a microsecond, or publishes CONS at the end of the chunk it is consuming;
+ * 2 000 polls are tens of microseconds, node-platform.md §1.6's shorter hybrid spin.
+ */
+export const SMMU_RUNNING_SPIN = 2_000;
+
 /** What a CPU's producers share: its register port, memory, policy, counters and log. */
 export class CpuContext {
   readonly counters: CpuCounters = newCpuCounters();
@@ -222,6 +230,32 @@ export class CpuContext {
   /** Wait on an Int32 word of the board (see waitFor); counted. */
   wait(index: number, ready: () => boolean, policy: WaitPolicy, describe: () => string, sleepers: number): void {
     this.counted(waitFor(this.mem.i32, index, ready, policy, describe, sleepers), policy);
+  }
+
+  /**
+   * The first part of a wait for the CMD_SYNC at queue pointer `ptr` of `q`, and the policy for
+   * the rest of it. The CPU spins only while the SMMU shows that it runs: the PROD it publishes
+   * has passed the CMD_SYNC (it has the doorbell) or its CONS moves. If neither happens within
+   * SMMU_RUNNING_SPIN polls, the SMMU's thread is asleep or waiting for a core, possibly this
+   * one: spinning on through the whole hybrid budget (20 000 polls, ~0.4 ms here) would keep it
+   * off the core for all of that time, so the rest of the wait sleeps at once; the completion
+   * (the MSI store, or CONS) wakes it. `done` is the wait's own condition. Spin and wait
+   * policies are returned unchanged.
+   */
+  syncWaitPolicy(q: QueueDesc, ptr: number, done: () => boolean): WaitPolicy {
+    const policy = this.policy;
+    if (policy.mode !== 'hybrid') return policy;
+    const port = this.port;
+    const cons0 = port.peek32(q.consOff);
+    const limit = Math.min(policy.spin, SMMU_RUNNING_SPIN);
+    for (let k = 0; k < limit; k++) {
+      if (done() || ring.consumed(ptr, port.peek32(q.prodOff), q.log2) || port.peek32(q.consOff) !== cons0) {
+        this.counters.pollIterations += k;
+        return policy;
+      }
+    }
+    this.counters.pollIterations += limit;
+    return { ...policy, mode: 'wait' };
   }
 
   /** The policy with what is left of a deadline that started at `t0`; throws WaitTimeout when none is. */
@@ -757,7 +791,14 @@ export class MpProducer implements Producer {
     if (st.exclusiveTryLock()) {
       let hw: number;
       try {
-        hw = ctx.port.read32(q.consOff) & this.ptrMask;
+        // A plain load of CONS, not read32: read32 first waits until the SMMU has applied this
+        // CPU's own earlier register writes (its doorbells), which needs the SMMU's thread to
+        // run, and the exclusive lock would be held all that time while the other CPUs spin on
+        // it (with spinning CPUs on 2 cores, for as long as the SMMU's thread stays off a core:
+        // up to the 1 s deadline). The ordering buys nothing here: a PROD write does not move
+        // CONS, and any value CONS held since is a lower bound of consumption, as the shadow cons
+        // must be (§3.5.1: CONS only moves forward).
+        hw = ctx.port.peek32(q.consOff) & this.ptrMask;
         st.setCons(hw);
       } finally {
         st.exclusiveUnlock();
@@ -904,11 +945,13 @@ export class MpProducer implements Producer {
     const { ctx, queue: q } = this;
     const log2 = this.log2;
     const t0 = performance.now();
-    let policy = ctx.policy;
     const slot = ring.idx(syncPtr, log2);
     const slotPa = q.base + slot * COMMAND_BYTES;
     const slotWord = this.qWord + (slot << CMD_WORDS_LOG2);
     const u32 = ctx.mem.u32;
+    let policy = ctx.syncWaitPolicy(q, syncPtr, () =>
+      (ctx.syncMode === 'msi' ? Atomics.load(u32, slotWord) === 0 : ring.consumed(syncPtr, ctx.port.peek32(q.consOff), log2)) || this.errorPending(),
+    );
     for (;;) {
       if (ctx.syncMode === 'msi') {
         // The SMMU writes MSIData (0) over the slot's first word when the CMD_SYNC completes, and

@@ -304,11 +304,13 @@ export class EcmdqProducer implements Producer {
     const log2 = this.log2;
     ctx.counters.syncs++;
     const t0 = performance.now();
-    let policy = ctx.policy;
     const slot = ring.idx(syncPtr, log2);
     const slotPa = q.base + slot * COMMAND_BYTES;
     const slotWord = this.qWord + (slot << CMD_WORDS_LOG2);
     const u32 = this.mem.u32;
+    let policy = ctx.syncWaitPolicy(q, syncPtr, () =>
+      (ctx.syncMode === 'msi' ? Atomics.load(u32, slotWord) === 0 : ring.consumed(syncPtr, ctx.port.peek32(q.consOff), log2)) || this.errorPending(),
+    );
     for (;;) {
       if (ctx.syncMode === 'msi') {
         const describe = (): string =>

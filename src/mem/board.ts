@@ -81,7 +81,7 @@ const COUNTER_WORDS = 48;
 
 /** Words of one MMIO FIFO's control area (Int32 indices relative to the FIFO). */
 export const FIFO = {
-  /** Next ticket a producer claims (Atomics.add). */
+  /** Next ticket a producer claims (compare-and-swap, once the ticket's slot is free). */
   TAIL: 0,
   /** Tickets applied so far: a reader whose last write has ticket t waits for APPLIED > t. */
   APPLIED: 1,

@@ -126,7 +126,9 @@ export class MmioPort {
    */
   waitReg(off: number, ready: (v: number) => boolean, describe: () => string, policy: WaitPolicy = this.policy): number {
     this.checkOffset(off, 4);
-    this.drainOwn();
+    // The caller's policy governs the whole wait, this port's own writes included: a caller
+    // that chose to sleep at once (the SMMU is not running) must not spin here first.
+    this.drainOwn(policy);
     const i = this.regs + (off >>> 2);
     const u32 = this.u32;
     const n = waitFor(this.i32, i, () => ready(Atomics.load(u32, i)), policy, describe, this.window.fifo + FIFO.SLEEPERS);
@@ -151,34 +153,39 @@ export class MmioPort {
   }
 
   /** Wait until the device has applied this port's last write (the read-after-write rule). */
-  drainOwn(): void {
+  drainOwn(policy: WaitPolicy = this.policy): void {
     if (this.isApplied()) return;
     const applied = this.window.fifo + FIFO.APPLIED;
     this.polls += waitFor(
       this.i32,
       applied,
       () => this.isApplied(),
-      this.policy,
+      policy,
       () => `the device to apply MMIO write ticket ${this.last} on window ${this.window.name} (applied: ${Atomics.load(this.i32, applied)}); is the device worker running?`,
       this.window.fifo + FIFO.SLEEPERS,
     );
   }
 
   private post(addr: number, lo: number, hi: number): void {
-    const t = Atomics.add(this.i32, this.window.fifo + FIFO.TAIL, 1);
-    const seq = seqIndex(this.window, t);
-    if (Atomics.load(this.i32, seq) !== t) {
-      // The slot still holds a write from the previous lap: the FIFO is full. Wait for the device.
+    // Claim a ticket only once its slot is free (tryPost), and wait for a free slot holding no
+    // ticket. A ticket claimed before the wait would be a hole in the sequence if the wait
+    // ended in WaitTimeout: the device takes tickets in order, so it would never take this one
+    // or any later one, and every write to the window from every agent would hang behind it.
+    const tail = this.window.fifo + FIFO.TAIL;
+    while (!this.tryPost(addr, lo, hi)) {
+      // The slot of the next ticket still holds a write from the previous lap: the FIFO is full.
+      const t = Atomics.load(this.i32, tail);
+      const seq = seqIndex(this.window, t);
       this.polls += waitFor(
         this.i32,
         seq,
-        () => Atomics.load(this.i32, seq) === t,
+        // Free for ticket t, or t was taken by another writer meanwhile: try again either way.
+        () => Atomics.load(this.i32, seq) === t || Atomics.load(this.i32, tail) !== t,
         this.policy,
         () => `a free MMIO FIFO slot on window ${this.window.name} (ticket ${t}); is the device worker running?`,
         this.window.fifo + FIFO.PRODUCERS_WAITING,
       );
     }
-    this.fill(seq, t, addr, lo, hi);
   }
 
   private tryPost(addr: number, lo: number, hi: number): boolean {
