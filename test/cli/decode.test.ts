@@ -10,33 +10,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { main } from '../../src/cli/main.ts';
-import type { Io } from '../../src/cli/args.ts';
+import { run } from '../helpers/cli.ts';
 import { CD, STE } from '../../src/spec/structures.ts';
 import { isWide, type Field } from '../../src/spec/bits.ts';
-
-interface Run {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
-/** Run the CLI with `stdin` fed as the given chunks (a string is one chunk). */
-async function run(argv: string[], stdin: string | readonly string[] = [], stdinIsTTY = false): Promise<Run> {
-  let out = '';
-  let err = '';
-  const chunks = typeof stdin === 'string' ? [stdin] : stdin;
-  const io: Io = {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    stdin: async function* () {
-      for (const c of chunks) yield c;
-    },
-    stdinIsTTY,
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 /** Decode succeeds with exactly these stdout lines and nothing on stderr. */
 async function decodes(argv: string[], lines: readonly string[], stdin?: string | readonly string[]): Promise<void> {

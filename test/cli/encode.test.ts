@@ -7,32 +7,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { main } from '../../src/cli/main.ts';
-import type { Io } from '../../src/cli/args.ts';
+import { run } from '../helpers/cli.ts';
 import { CFGI_ALL_RANGE, COMMANDS, OP, type CommandField, type CommandSpec } from '../../src/spec/commands.ts';
 import { isWide } from '../../src/spec/bits.ts';
-
-interface Run {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
-async function run(argv: string[], stdin: string | readonly string[] = [], stdinIsTTY = false): Promise<Run> {
-  let out = '';
-  let err = '';
-  const chunks = typeof stdin === 'string' ? [stdin] : stdin;
-  const io: Io = {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    stdin: async function* () {
-      for (const c of chunks) yield c;
-    },
-    stdinIsTTY,
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 async function encodes(argv: string[], lines: readonly string[], stdin?: string): Promise<void> {
   const r = await run(['encode', ...argv], stdin);

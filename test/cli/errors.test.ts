@@ -3,33 +3,12 @@
  * standard error that names the problem (never a stack trace). And --help for every subcommand.
  */
 import { describe, expect, it } from 'vitest';
-import { main, usage } from '../../src/cli/main.ts';
+import { usage } from '../../src/cli/main.ts';
+import { run } from '../helpers/cli.ts';
 import { DECODE_HELP } from '../../src/cli/decode.ts';
 import { ENCODE_HELP } from '../../src/cli/encode.ts';
 import { REGS_HELP } from '../../src/cli/regs.ts';
 import { DEMO_HELP } from '../../src/cli/demo.ts';
-import type { Io } from '../../src/cli/args.ts';
-
-interface Run {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
-async function run(argv: string[], stdin = '', stdinIsTTY = false): Promise<Run> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    stdin: async function* () {
-      if (stdin !== '') yield stdin;
-    },
-    stdinIsTTY,
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 /** Exit 2, no output, one stderr line exactly `message`. */
 async function fails(argv: string[], message: string, stdin = '', stdinIsTTY = false): Promise<void> {

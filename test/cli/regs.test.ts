@@ -7,27 +7,7 @@
  * ERR's values from §7.1; SMMU_EVENTQ_PROD at 0x00A8 of page 1 (§6.3.95).
  */
 import { describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.ts';
-import type { Io } from '../../src/cli/args.ts';
-
-interface Run {
-  readonly code: number;
-  readonly out: string;
-  readonly err: string;
-}
-
-async function run(argv: string[]): Promise<Run> {
-  let out = '';
-  let err = '';
-  const io: Io = {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    stdin: async function* () {},
-    stdinIsTTY: true,
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
+import { run } from '../helpers/cli.ts';
 
 async function lines(argv: string[]): Promise<string[]> {
   const r = await run(['regs', ...argv]);
