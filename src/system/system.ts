@@ -18,11 +18,12 @@ import type { CpuQueuesLayout, CpuState, RunOptions, RunResult } from '../driver
 import type { CpuWorkerData } from './cpu-worker.ts';
 import { translateAsync, type DmaRequest, type DmaResult } from '../mem/dma.ts';
 import type { DriverOptions, IssueResult } from '../driver/driver.ts';
-export type { IssueResult };
 import type { DriverWorkerData } from './driver-worker.ts';
 import { workerReady, type WorkerReply } from './rpc.ts';
 import { spawnWorker } from './spawn.ts';
 import { planVms, startVms, type Vm, type VmConfig } from './vms.ts';
+
+export type { IssueResult };
 
 /** How to build a system. Every member is optional. */
 export interface SystemConfig {
