@@ -257,7 +257,7 @@ export class System {
   private readonly driverWorker: Worker | undefined;
   /** The worker threads, for diagnostics (resource usage, heap snapshots, fault injection in tests). */
   readonly threads: { readonly device: Worker; readonly driver: Worker | undefined };
-  readonly driver: DriverHandle;
+  private readonly driverHandle: DriverHandle | undefined;
   /** Guest CPU workers sharing the command queues (SystemConfig.cpus). */
   readonly cpus: CpuHandle[] = [];
   /** How the CPUs' queues are laid out (undefined without CPUs). */
@@ -281,9 +281,9 @@ export class System {
     this.driverWorker = driverWorker;
     this.threads = { device, driver: driverWorker };
     const failed = () => this.failure ?? (this.stopping ? new Error('the system was stopped') : undefined);
-    this.driver = driverWorker !== undefined
+    this.driverHandle = driverWorker !== undefined
       ? new DriverHandle(driverWorker, Math.max(10_000, 10 * policy.timeoutMs), failed)
-      : (undefined as unknown as DriverHandle);
+      : undefined;
     this.watch(device, 'SMMU device');
     if (driverWorker !== undefined) this.watch(driverWorker, 'guest driver');
   }
@@ -295,10 +295,16 @@ export class System {
     });
   }
 
+  /** The guest driver (the host's, without VMs). Throws when the system was started with driver: false. */
+  get driver(): DriverHandle {
+    if (this.driverHandle === undefined) throw new Error('this system was started with driver: false: it has no guest driver');
+    return this.driverHandle;
+  }
+
   private fail(e: Error): void {
     if (this.failure !== undefined) return;
     this.failure = e;
-    this.driver?.failAll(e);
+    this.driverHandle?.failAll(e);
     for (const c of this.cpus) c.failAll(e);
     for (const v of this.vms) v.failAll(e);
   }
@@ -545,7 +551,7 @@ export class System {
       const grace = new Promise((r) => setTimeout(r, 500).unref());
       if ((await Promise.race([exited.then(() => 'exited'), grace])) !== 'exited') await w.terminate();
     }));
-    this.driver?.failAll(new Error('the system was stopped'));
+    this.driverHandle?.failAll(new Error('the system was stopped'));
     for (const c of this.cpus) c.failAll(new Error('the system was stopped'));
     for (const v of this.vms) v.failAll(new Error('the system was stopped'));
   }
