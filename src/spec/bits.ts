@@ -38,6 +38,25 @@ export interface Field {
   readonly doc?: string;
 }
 
+/** A field whose name is known to the type system (tables give typed access by name). */
+export type NamedField<N extends string> = Field & { readonly name: N };
+
+/** Everything of a Field beyond its name and position. */
+export type FieldExtra = Omit<Field, 'name' | 'lsb' | 'width'>;
+
+/**
+ * One table row as the spec prints it: `field('ERR', 30, 24)` is bits [30:24]; a single bit
+ * needs only `hi`. Every register, structure and command table builds its rows with this.
+ */
+export function field<const N extends string>(name: N, hi: number, lo: number = hi, extra: FieldExtra = {}): NamedField<N> {
+  return Object.freeze({ name, lsb: lo, width: hi - lo + 1, ...extra });
+}
+
+/** An address field ADDR[hi:lo]: its value is the address itself, with the low `lo` bits zero. */
+export function addressField<const N extends string>(name: N, hi: number, lo: number, extra: FieldExtra = {}): NamedField<N> {
+  return field(name, hi, lo, { shift: lo, ...extra });
+}
+
 /** A fixed-size structure described by its fields. */
 export interface Layout {
   readonly name: string;

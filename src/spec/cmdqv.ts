@@ -25,7 +25,7 @@
  */
 
 import { lowMask, type Field } from './bits.ts';
-import type { NamedField } from './registers.ts';
+import { field, type NamedField } from './bits.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Geometry
@@ -181,12 +181,8 @@ export interface CmdqvReg<N extends string = string, K extends string = string> 
   readonly f: { readonly [P in K]: NamedField<P> };
 }
 
-type FieldExtra = Omit<Field, 'name' | 'lsb' | 'width'>;
-
-/** A field of bits [hi:lo]. */
-function fd<const N extends string>(name: N, hi: number, lo: number = hi, extra: FieldExtra = {}): NamedField<N> {
-  return Object.freeze({ name, lsb: lo, width: hi - lo + 1, ...extra });
-}
+/** A field of bits [hi:lo] (bits.ts `field`). */
+const fd = field;
 
 interface CmdqvRegInput<N extends string, F extends readonly Field[]> extends Omit<CmdqvRegisterSpec, 'name' | 'fields'> {
   readonly name: N;

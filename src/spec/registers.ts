@@ -20,8 +20,8 @@
  *   is the same thing only when a page holds 256 queues.
  */
 
-import type { Field, FieldValue } from './bits.ts';
-import { fieldFitError, fieldGet, fieldSet, lowMask } from './bits.ts';
+import type { Field, FieldValue, NamedField } from './bits.ts';
+import { addressField, field, fieldFitError, fieldGet, fieldSet, lowMask } from './bits.ts';
 import { CERROR_NAMES } from './cerror.ts';
 import type { SmmuFeatures } from './features.ts';
 import { ecmdqCount } from './features.ts';
@@ -85,8 +85,7 @@ export interface RegisterSpec {
   readonly n?: number;
 }
 
-/** A field whose name is known to the type system. */
-export type NamedField<N extends string> = Field & { readonly name: N };
+export type { NamedField };
 
 /** A register with typed access to its fields by name: `REG.SMMU_CR0.f.CMDQEN`. */
 export interface Reg<N extends string = string, K extends string = string> extends RegisterSpec {
@@ -95,17 +94,9 @@ export interface Reg<N extends string = string, K extends string = string> exten
   readonly f: { readonly [P in K]: NamedField<P> };
 }
 
-type FieldExtra = Omit<Field, 'name' | 'lsb' | 'width'>;
-
-/** A field of bits [hi:lo], written in the spec's order. */
-function fd<const N extends string>(name: N, hi: number, lo: number = hi, extra: FieldExtra = {}): NamedField<N> {
-  return Object.freeze({ name, lsb: lo, width: hi - lo + 1, ...extra });
-}
-
-/** An address field ADDR[hi:lo]: its value is the address, with the low `lo` bits zero. */
-function addr<const N extends string>(name: N, hi: number, lo: number, extra: FieldExtra = {}): NamedField<N> {
-  return fd(name, hi, lo, { shift: lo, ...extra });
-}
+/** Register table rows: bits [hi:lo] in the spec's order, and ADDR[hi:lo] address fields. */
+const fd = field;
+const addr = addressField;
 
 interface RegInput<N extends string, F extends readonly Field[]> extends Omit<RegisterSpec, 'name' | 'fields'> {
   readonly name: N;

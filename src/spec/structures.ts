@@ -18,18 +18,17 @@
  *   per-transaction walk: plain numbers, no BigInt.
  */
 
-import type { Decoded, Field, FieldValue, Layout, Words } from './bits.ts';
-import { decodeLayout, encodeLayout, formatValue, getBits, isWide } from './bits.ts';
+import type { Decoded, Field, FieldExtra, FieldValue, Layout, NamedField, Words } from './bits.ts';
+import { decodeLayout, encodeLayout, field, formatValue, getBits, isWide } from './bits.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Typed layouts
 // ---------------------------------------------------------------------------------------------
 
 /** A field whose name is a literal type. */
-export type NamedField<N extends string> = Field & { readonly name: N };
+export type { NamedField, FieldExtra };
 
 /** Everything a field row states besides its name and position. */
-export type FieldExtra = Omit<Field, 'name' | 'lsb' | 'width'>;
 
 /**
  * A layout whose field names the type checker knows: `STE.f.Config` is a Field and `STE.f.Bogus`
@@ -53,9 +52,9 @@ export interface StructureDecoded<N extends string = string> extends Decoded {
   readonly fields: Record<N, FieldValue>;
 }
 
-/** One field row: name and position as the spec prints them, `[hi:lo]`. */
+/** One field row: name and position as the spec prints them, `[hi:lo]` (bits.ts `field`). */
 export function fld<N extends string>(name: N, hi: number, lo: number, extra: FieldExtra = {}): NamedField<N> {
-  return Object.freeze({ name, lsb: lo, width: hi - lo + 1, ...extra });
+  return field(name, hi, lo, extra);
 }
 
 /** The sixteen indices of the spec's per-index field families (S2POI<p>, PIIU<p>, PIIP<p>). */
