@@ -668,7 +668,7 @@ export class MpProducer implements Producer {
   /** Int32 index of entry 0 of the queue. */
   private readonly qWord: number;
   private readonly prodName: string;
-  private readonly consName: string;
+  readonly consName: string;
 
   constructor(
     readonly ctx: CpuContext,
@@ -942,33 +942,53 @@ export class MpProducer implements Producer {
 
   /** Wait for the CMD_SYNC at `syncPtr`; returns the cons it implies. */
   private pollUntilSync(syncPtr: number): number {
-    const { ctx, queue: q } = this;
-    const log2 = this.log2;
-    const t0 = performance.now();
-    const slot = ring.idx(syncPtr, log2);
-    const slotPa = q.base + slot * COMMAND_BYTES;
-    const slotWord = this.qWord + (slot << CMD_WORDS_LOG2);
-    const u32 = ctx.mem.u32;
-    let policy = ctx.syncWaitPolicy(q, syncPtr, () =>
-      (ctx.syncMode === 'msi' ? Atomics.load(u32, slotWord) === 0 : ring.consumed(syncPtr, ctx.port.peek32(q.consOff), log2)) || this.errorPending(),
-    );
-    for (;;) {
-      if (ctx.syncMode === 'msi') {
-        // The SMMU writes MSIData (0) over the slot's first word when the CMD_SYNC completes, and
-        // CONS has passed the CMD_SYNC by then (§4.7.3).
-        const describe = (): string =>
-          `the CMD_SYNC at ${hex(syncPtr)} to write 0 over its slot at PA 0x${slotPa.toString(16)} (reads ${hex(Atomics.load(u32, slotWord))}): ${this.describe()}`;
-        ctx.counted(ctx.mem.waitWord(slotPa, (v) => v === 0 || this.errorPending(), policy, describe), policy);
-        if (Atomics.load(u32, slotWord) === 0) return ring.inc(syncPtr, 1, log2);
-      } else {
-        const describe = (): string => `${this.consName} to pass the CMD_SYNC at ${hex(syncPtr)}: ${this.describe()}`;
-        ctx.counted(ctx.port.waitReg(q.consOff, (v) => ring.consumed(syncPtr, v, log2) || this.errorPending(), describe, policy), policy);
-        const c = ctx.port.peek32(q.consOff);
-        if (ring.consumed(syncPtr, c, log2)) return c & this.ptrMask;
-      }
-      this.recover();
-      policy = ctx.remaining(t0, () => `the CMD_SYNC at ${hex(syncPtr)}: ${this.describe()}`);
+    return waitForSync(this.ctx, this.queue, this.qWord, syncPtr, this);
+  }
+}
+
+/** What waitForSync needs of the producer whose CMD_SYNC it waits for. */
+export interface SyncWaiter {
+  readonly consName: string;
+  errorPending(): boolean;
+  /** Recover this producer's queue from a command error. */
+  recover(): void;
+  /** The queue's state, for timeout messages. */
+  describe(): string;
+}
+
+/**
+ * Wait until the CMD_SYNC at `syncPtr` of `q` (whose first word is `qWord` in the board's u32
+ * view) has completed: its MSI wrote 0 over its own slot ('msi', Linux's MSIPOLL), or CONS has
+ * passed it ('cons'). Command errors seen while waiting are recovered and the wait goes on, under
+ * one deadline. Returns the CONS the completion implies.
+ */
+export function waitForSync(ctx: CpuContext, q: QueueDesc, qWord: number, syncPtr: number, w: SyncWaiter): number {
+  const log2 = q.log2;
+  const ptrMask = ring.ptrMask(log2);
+  const t0 = performance.now();
+  const slot = ring.idx(syncPtr, log2);
+  const slotPa = q.base + slot * COMMAND_BYTES;
+  const slotWord = qWord + (slot << CMD_WORDS_LOG2);
+  const u32 = ctx.mem.u32;
+  let policy = ctx.syncWaitPolicy(q, syncPtr, () =>
+    (ctx.syncMode === 'msi' ? Atomics.load(u32, slotWord) === 0 : ring.consumed(syncPtr, ctx.port.peek32(q.consOff), log2)) || w.errorPending(),
+  );
+  for (;;) {
+    if (ctx.syncMode === 'msi') {
+      // The SMMU writes MSIData (0) over the slot's first word when the CMD_SYNC completes, and
+      // CONS has passed the CMD_SYNC by then (§4.7.3).
+      const describe = (): string =>
+        `the CMD_SYNC at ${hex(syncPtr)} to write 0 over its slot at PA 0x${slotPa.toString(16)} (reads ${hex(Atomics.load(u32, slotWord))}): ${w.describe()}`;
+      ctx.counted(ctx.mem.waitWord(slotPa, (v) => v === 0 || w.errorPending(), policy, describe), policy);
+      if (Atomics.load(u32, slotWord) === 0) return ring.inc(syncPtr, 1, log2);
+    } else {
+      const describe = (): string => `${w.consName} to pass the CMD_SYNC at ${hex(syncPtr)}: ${w.describe()}`;
+      ctx.counted(ctx.port.waitReg(q.consOff, (v) => ring.consumed(syncPtr, v, log2) || w.errorPending(), describe, policy), policy);
+      const c = ctx.port.peek32(q.consOff);
+      if (ring.consumed(syncPtr, c, log2)) return c & ptrMask;
     }
+    w.recover();
+    policy = ctx.remaining(t0, () => `the CMD_SYNC at ${hex(syncPtr)}: ${w.describe()}`);
   }
 }
 

@@ -46,6 +46,7 @@ import {
   ackGerror,
   ecmdqProdValue,
   fixCommandError,
+  waitForSync,
   type CpuContext,
   type Producer,
   type QueueDesc,
@@ -203,7 +204,7 @@ export class EcmdqProducer implements Producer {
   private readonly qWord: number;
   private readonly mem: PhysMem;
   private readonly prodName: string;
-  private readonly consName: string;
+  readonly consName: string;
 
   constructor(
     readonly ctx: CpuContext,
@@ -300,38 +301,8 @@ export class EcmdqProducer implements Producer {
   }
 
   waitSync(syncPtr: number): void {
-    const { ctx, queue: q } = this;
-    const log2 = this.log2;
-    ctx.counters.syncs++;
-    const t0 = performance.now();
-    const slot = ring.idx(syncPtr, log2);
-    const slotPa = q.base + slot * COMMAND_BYTES;
-    const slotWord = this.qWord + (slot << CMD_WORDS_LOG2);
-    const u32 = this.mem.u32;
-    let policy = ctx.syncWaitPolicy(q, syncPtr, () =>
-      (ctx.syncMode === 'msi' ? Atomics.load(u32, slotWord) === 0 : ring.consumed(syncPtr, ctx.port.peek32(q.consOff), log2)) || this.errorPending(),
-    );
-    for (;;) {
-      if (ctx.syncMode === 'msi') {
-        const describe = (): string =>
-          `the CMD_SYNC at ${hex(syncPtr)} to write 0 over its slot at PA 0x${slotPa.toString(16)} (reads ${hex(Atomics.load(u32, slotWord))}): ${this.describe()}`;
-        ctx.counted(this.mem.waitWord(slotPa, (v) => v === 0 || this.errorPending(), policy, describe), policy);
-        if (Atomics.load(u32, slotWord) === 0) {
-          this.cons = ring.inc(syncPtr, 1, log2);
-          return;
-        }
-      } else {
-        const describe = (): string => `${this.consName} to pass the CMD_SYNC at ${hex(syncPtr)}: ${this.describe()}`;
-        ctx.counted(ctx.port.waitReg(q.consOff, (v) => ring.consumed(syncPtr, v, log2) || this.errorPending(), describe, policy), policy);
-        const c = ctx.port.peek32(q.consOff);
-        if (ring.consumed(syncPtr, c, log2)) {
-          this.cons = c & this.ptrMask;
-          return;
-        }
-      }
-      this.recover();
-      policy = ctx.remaining(t0, () => `the CMD_SYNC at ${hex(syncPtr)}: ${this.describe()}`);
-    }
+    this.ctx.counters.syncs++;
+    this.cons = waitForSync(this.ctx, this.queue, this.qWord, syncPtr, this);
   }
 }
 
