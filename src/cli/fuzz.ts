@@ -8,7 +8,9 @@ Fuzz a command path of the model against the spec oracle: fast-check generates h
 (malformed commands from the command table, queue abuse, register sequences from the register
 table, injected events), each run is checked step by step against a reference model of the spec
 (IHI0070 G.b), and every failing case is shrunk and saved as a scenario file that
-'smmu-sim replay FILE' reruns.
+'smmu-sim replay FILE' reruns. On the VM paths (trap, kernel-queue, vcmdq) a hostile guest
+issues the commands beside a bystander VM, and each run is checked for isolation and the
+guest's error contract instead (failures saved as command lists; replay does not run them).
 
 paths:
 ${PATH_NAMES.map((n) => `  ${n.padEnd(13)} ${PATHS[n]!.summary}${PATHS[n]!.unavailable !== undefined ? ' (not available yet)' : ''}`).join('\n')}
@@ -18,7 +20,8 @@ options:
   --seed S        the seed (an integer; default: a random one, printed)
   --runs N        stop after N runs (default 200)
   --time T        stop after a time: 30s, 5m, 1h, 500ms (a plain number is seconds)
-  --features L    fuzz this --features list only (default: the path's presets in turn)
+  --features L    fuzz this --features list only (default: the path's presets in turn;
+                  native and ecmdq only)
   --out DIR       where failing cases are saved (default ./fuzz-failures)
   --strict        known model deviations (src/fuzz/known.ts) count as failures
   --json          print the summary as one JSON object

@@ -14,6 +14,7 @@ import { buildScenario, genContext, planArb } from './generators.ts';
 import { PATHS, type FuzzPath } from './paths.ts';
 import { Harness, type HarnessOptions, type RunResult } from './runner.ts';
 import { formatScenarioJson, parseScenario } from './scenario.ts';
+import { runVmCampaign } from './vm-harness.ts';
 import type { Violation } from './oracle.ts';
 
 export interface CampaignOptions {
@@ -156,6 +157,7 @@ export function resolvePath(name: string): FuzzPath {
 /** The path and the feature lists a campaign would use; throws a one-line Error for bad ones. */
 export function campaignPlan(pathName: string, features?: string): { path: FuzzPath; presets: readonly string[] } {
   const path = resolvePath(pathName);
+  if (path.vm !== undefined && features !== undefined) throw new Error(`path '${path.name}' runs with the default features only (--features is for native and ecmdq)`);
   const presets = features !== undefined ? [features] : path.presets;
   for (const p of presets) {
     const f = p.trim() === '' ? FULL_FEATURES : parseFeatures(p);
@@ -167,6 +169,7 @@ export function campaignPlan(pathName: string, features?: string): { path: FuzzP
 
 export async function runCampaign(opts: CampaignOptions): Promise<CampaignSummary> {
   const { path, presets } = campaignPlan(opts.path, opts.features);
+  if (path.vm !== undefined) return runVmCampaign(opts, path);
   const start = Date.now();
   const deadline = opts.timeMs !== undefined ? start + opts.timeMs : undefined;
   const total = opts.runs ?? (opts.timeMs === undefined ? 200 : undefined);

@@ -1,7 +1,8 @@
 /**
  * The command paths the fuzzer can drive. A path names where commands enter the SMMU: the
- * native Command queue, the Enhanced Command queues, and (when the virtualization layers land)
- * a trapped guest queue, the host kernel's queue and a virtual CMDQ. Each available path says how
+ * native Command queue, the Enhanced Command queues, and, with a guest in a VM (checked by
+ * vm-harness.ts), a guest's queue trapped by its VMM, the host kernel's queue behind iommufd and
+ * a virtual CMDQ. Each available path says how
  * many queues a scenario configures and which feature sets it cycles through. No fast-check
  * here, so the CLI can refuse a path before loading the fuzzing machinery.
  */
@@ -19,6 +20,12 @@ export interface FuzzPath {
   readonly presets: readonly string[];
   /** A reason the features cannot serve the path, or undefined. */
   readonly needs?: (f: SmmuFeatures) => string | undefined;
+  /**
+   * Set on the virtualization paths: a guest's commands on this VM path go through its VMM (or
+   * its CMDQV), checked for isolation and the guest's error contract (vm-harness.ts) instead of
+   * the ring oracle. They run with the default features only.
+   */
+  readonly vm?: 'trap' | 'kernel-queue' | 'vcmdq';
 }
 
 /**
@@ -49,23 +56,23 @@ export const PATHS: Readonly<Record<string, FuzzPath>> = Object.freeze({
   trap: {
     name: 'trap',
     summary: "a guest's Command queue trapped and emulated by the VMM",
-    unavailable: "the fuzzer has no harness yet for a guest's queue trapped by the VMM (src/virt, src/system/vms.ts)",
+    vm: 'trap',
     shape: { ecmdqs: { min: 0, max: 0 } },
-    presets: [],
+    presets: [FEATURE_PRESETS.full],
   },
   'kernel-queue': {
     name: 'kernel-queue',
     summary: "the host kernel's shared Command queue (iommufd invalidation forwarding)",
-    unavailable: "the fuzzer has no harness yet for commands forwarded through iommufd to the host's shared queue (src/virt)",
+    vm: 'kernel-queue',
     shape: { ecmdqs: { min: 0, max: 0 } },
-    presets: [],
+    presets: [FEATURE_PRESETS.full],
   },
   vcmdq: {
     name: 'vcmdq',
     summary: 'a virtual Command queue assigned to a guest (Tegra241 CMDQV)',
-    unavailable: 'the fuzzer has no harness yet for CMDQV virtual command queues (src/device/cmdqv.ts)',
+    vm: 'vcmdq',
     shape: { ecmdqs: { min: 0, max: 0 } },
-    presets: [],
+    presets: [FEATURE_PRESETS.full],
   },
 });
 

@@ -5,7 +5,6 @@ import { describe, expect, it } from 'vitest';
 import { UsageError, type Io } from '../../src/cli/args.ts';
 import { fuzzMain, parseDuration, progressLine } from '../../src/cli/fuzz.ts';
 import { replayMain } from '../../src/cli/replay.ts';
-import { PATHS } from '../../src/fuzz/paths.ts';
 
 /** Run a subcommand as src/cli/main.ts does: a UsageError is one line on stderr and exit code 2. */
 async function run(main: (argv: string[], io: Io) => Promise<number>, argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -25,9 +24,12 @@ const replay = (...a: string[]) => run(replayMain, a);
 const tmp = mkdtempSync(join(tmpdir(), 'smmu-fuzz-'));
 
 describe('smmu-sim fuzz', () => {
-  it('refuses paths that do not exist yet, and bad options, with exit code 2', async () => {
-    expect(await fuzz('--path', 'trap')).toEqual({ code: 2, out: '', err: `smmu-sim fuzz: path 'trap' is not available yet: ${PATHS.trap!.unavailable}\n` });
-    expect((await fuzz('--path', 'kernel-queue')).err).toMatch(/^smmu-sim fuzz: path 'kernel-queue' is not available yet: /);
+  it('refuses unknown paths, --features on a VM path, and bad options, with exit code 2', async () => {
+    expect(await fuzz('--path', 'trap', '--features', 'no-s1', '--runs', '1')).toEqual({
+      code: 2,
+      out: '',
+      err: "smmu-sim fuzz: path 'trap' runs with the default features only (--features is for native and ecmdq)\n",
+    });
     expect(await fuzz('--path', 'bogus')).toEqual({ code: 2, out: '', err: "smmu-sim fuzz: unknown path 'bogus' (paths: native, ecmdq, trap, kernel-queue, vcmdq)\n" });
     expect((await fuzz('--runs', '5', '--time', '1s')).err).toBe('smmu-sim fuzz: give --runs or --time, not both\n');
     expect((await fuzz('--time', 'soon')).err).toBe("smmu-sim fuzz: --time 'soon' is not a duration such as 30s, 5m, 1h or 500ms\n");
