@@ -354,6 +354,10 @@ export class SmmuDevice implements CommandExecutor {
       this.recordEvent(rec);
       return;
     }
+    if (off === SIM_REG.SIM_INV_ALL) {
+      this.translator.reset();
+      return;
+    }
     const known = findRegister(off);
     // Secure registers are RAZ/WI to Non-secure accesses (§6.2.1) and the page-0 aliases of the
     // page-1 queue registers are RAZ/WI in this model: architected, not counted as unknown.

@@ -22,6 +22,7 @@ import { SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { checkCommand } from '../spec/legality.ts';
 import { getBits, lowMask, mask32, type Field } from '../spec/bits.ts';
 import { ecmdqRegisterOffset, isPresent, REG, REGISTERS, res0Mask, type RegisterSpec } from '../spec/registers.ts';
+import type { ReferenceCaches } from './translation.ts';
 
 // ---------------------------------------------------------------------------------------------
 // What the oracle checks, and the cases it names
@@ -40,6 +41,7 @@ export type ViolationRule =
   | 'event-mismatch'
   | 'irq-mismatch'
   | 'memory-write'
+  | 'translation-mismatch'
   | 'wait-timeout'
   | 'expect-mismatch'
   | 'exception';
@@ -71,6 +73,7 @@ export const ORACLE_RULES: readonly { readonly rule: ViolationRule; readonly sec
   { rule: 'event-mismatch', section: '§7.2, §7.4', summary: 'The event queue PROD/OVFLG differ: an event lost without overflow, written while not writable, or overflow flagged wrongly.' },
   { rule: 'irq-mismatch', section: '§3.18, §4.7.3', summary: 'A wired interrupt line pulsed a different number of times than the rules say.' },
   { rule: 'memory-write', section: '§4.7.3, §7.2, §3.18', summary: 'RAM changed where no command, event or MSI may write, or an MSI carried the wrong data.' },
+  { rule: 'translation-mismatch', section: '§3.17, §4.3, §4.4, §7.3.13', summary: 'A DMA came back other than the translation caches permit: a translation or configuration an invalidation removed was still used, one it did not remove was lost, a walk found other than the tables hold, or the fault record differs.' },
   { rule: 'wait-timeout', section: '-', summary: "A scenario's wait step timed out." },
   { rule: 'expect-mismatch', section: '-', summary: "The scenario's explicit expectation (commands, registers) does not hold." },
   { rule: 'exception', section: '-', summary: 'The harness itself failed (a bug in the fuzzer, or a system call rejected).' },
@@ -107,6 +110,13 @@ export const CU_CASES: readonly { readonly id: string; readonly section: string;
   { id: 'eventq-unwritable-and-full', section: '§7.2.1, §7.4', permitted: 'an event discarded while EVENTQ_ABT_ERR is active and the queue is also full: the text does not say whether that is an overflow',
     accepted: 'either: OVFLG toggled (if no overflow is pending) or not, as the device shows' },
   { id: 'msi-order-across-queues', section: '§3.5.6.1', permitted: 'no ordering between queues', accepted: 'a word two queues write by MSI may end with either value' },
+  { id: 'tlbi-granule-or-level-mismatch', section: '§4.4.1.1', permitted: 'with TG != 0, the SMMU is only required to invalidate entries inserted with granule TG and, with TTL != 0, from level TTL; SCALE > 39 is treated as 39 but software must not rely on it',
+    accepted: 'entries in the range that the hints do not describe may or may not go, as the device shows' },
+  { id: 'tlbi-va-top-byte', section: '§4.4.2', permitted: 'TBI is permitted but not required to apply to the Address of a CMD_TLBI_NH_*/EL2_*', accepted: 'with a top byte other than the sign extension of bit 55, entries the rest of the address covers may or may not go' },
+  { id: 'tlbi-vmid-without-stage2', section: '§4.4.2', permitted: 'without stage 2 a non-zero VMID of CMD_TLBI_NH_* may invalidate for an UNKNOWN VMID, or not at all', accepted: 'entries in the rest of the scope may or may not go' },
+  { id: 'invalidation-out-of-range', section: '§4.1.7', permitted: 'a command with an out-of-range parameter may have no effect or operate on another value', accepted: 'every cached entry of the kind the command invalidates may or may not go' },
+  { id: 'prefetch', section: '§4.2', permitted: 'CMD_PREFETCH_CONFIG and CMD_PREFETCH_ADDR may or may not fill the caches', accepted: 'the structures and translations of the stream as memory holds them may now be cached' },
+  { id: 'smmuen-transition', section: '§6.3.9', permitted: 'the architecture does not promise cached structures survive SMMUEN being cleared and set again', accepted: 'every cached entry may or may not be there afterwards' },
 ] as const);
 
 // ---------------------------------------------------------------------------------------------
@@ -288,6 +298,8 @@ export interface ModelInit {
   readonly read: (off: number) => number;
   /** Known model deviations to waive (default none: strict). */
   readonly waivers?: readonly KnownDeviation[];
+  /** The scenario's translation world, when it has one: the reference caches to keep. */
+  readonly caches?: ReferenceCaches;
 }
 
 /**
@@ -325,6 +337,9 @@ export class ReferenceSmmu {
   /** IRQ_CFG register words by offset (GERROR and EVENTQ, §6.3.21-23, §6.3.30-32). */
   private readonly cfg = new Map<number, number>();
   private readonly simData = new Array<number>(SIM_EVENT_WORDS).fill(0);
+  /** SMMU_STRTAB_BASE (two words) and SMMU_STRTAB_BASE_CFG, Guarded by SMMUEN (§6.3.24, §6.3.25). */
+  readonly strtab = { lo: 0, hi: 0, cfg: 0 };
+  readonly caches: ReferenceCaches | undefined;
   /** RAM words the model knows (everything else is 0): pa -> value. */
   readonly mem = new Map<number, number>();
   /** Queue slots software rewrote while the device may have been reading: pa -> versions. */
@@ -356,6 +371,7 @@ export class ReferenceSmmu {
     this.ram = init.ram;
     this.read = init.read;
     this.waivers = init.waivers ?? [];
+    this.caches = init.caches;
     const f = this.f;
     // Fields that exist only with a feature are RES0 otherwise (§6.3.9, §6.3.16, §6.3.19).
     this.cr0Impl = maskOf(CR0.SMMUEN, CR0.CMDQEN, CR0.EVENTQEN) | (f.pri ? bit(CR0.PRIQEN) : 0) | (f.ats ? bit(CR0.ATSCHK) : 0)
@@ -417,6 +433,9 @@ export class ReferenceSmmu {
       for (let h = 0; h < r.width / 32; h++) this.cfg.set(r.offset + 4 * h, read(r.offset + 4 * h));
     }
     for (let k = 0; k < SIM_EVENT_WORDS; k++) this.simData[k] = read(SIM_REG.SIM_EVENT_DATA + 4 * k);
+    this.strtab.lo = read(R.SMMU_STRTAB_BASE.offset);
+    this.strtab.hi = read(R.SMMU_STRTAB_BASE.offset + 4);
+    this.strtab.cfg = read(R.SMMU_STRTAB_BASE_CFG.offset);
     // Read-only registers must never change, except those the model predicts.
     const predicted = new Set([R.SMMU_CR0ACK.offset, R.SMMU_IRQ_CTRLACK.offset, R.SMMU_GERROR.offset]);
     for (const r of this.presentRegisters()) {
@@ -650,6 +669,18 @@ export class ReferenceSmmu {
       case SIM_REG.SIM_EVENT_GO:
         this.inject([...this.simData]);
         return;
+      case SIM_REG.SIM_INV_ALL:
+        this.caches?.invalidateAll();
+        return;
+      case R.SMMU_STRTAB_BASE.offset:
+      case R.SMMU_STRTAB_BASE.offset + 4:
+      case R.SMMU_STRTAB_BASE_CFG.offset:
+        // Guarded by SMMUEN (§6.3.24, §6.3.25): IGNORED while translation is on.
+        if (this.enabledOrAck(CR0.SMMUEN)) return;
+        if (off === R.SMMU_STRTAB_BASE.offset) this.strtab.lo = (v & mask32lo(R.SMMU_STRTAB_BASE)) >>> 0;
+        else if (off === R.SMMU_STRTAB_BASE.offset + 4) this.strtab.hi = (v & mask32hi(R.SMMU_STRTAB_BASE)) >>> 0;
+        else this.strtab.cfg = (v & mask32lo(R.SMMU_STRTAB_BASE_CFG)) >>> 0;
+        return;
     }
     if (off >= SIM_REG.SIM_EVENT_DATA && off < SIM_REG.SIM_EVENT_DATA + 4 * SIM_EVENT_WORDS) {
       this.simData[(off - SIM_REG.SIM_EVENT_DATA) >>> 2] = v;
@@ -692,6 +723,8 @@ export class ReferenceSmmu {
       this.latchEvt();
     }
     if (fell & bit(CR0.EVENTQEN)) this.evt.enabled = false;
+    // smmuen-transition: nothing promises cached structures survive SMMUEN going off and on.
+    if ((rose | fell) & bit(CR0.SMMUEN)) this.caches?.forgetAll('all');
   }
 
   private latchEvt(): void {
@@ -777,11 +810,19 @@ export class ReferenceSmmu {
   // Events (§7.2, §7.4)
   // -------------------------------------------------------------------------------------------
 
-  private inject(record: readonly number[]): void {
+  /**
+   * Record an event the device detected (an injected one, or a DMA fault): the queue rules of
+   * §7.2 and §7.4. Returns the address the record goes to, or undefined when it is not written.
+   */
+  recordEvent(record: readonly number[]): number | undefined {
+    return this.inject(record);
+  }
+
+  private inject(record: readonly number[]): number | undefined {
     const ev = this.evt;
     if (!ev.enabled) {
       this.count('EVENTQ:discarded-disabled'); // §7.4: no overflow while EVENTQEN == 0
-      return;
+      return undefined;
     }
     if (this.active(bit(GE.EVENTQ_ABT_ERR))) {
       // §7.2.1: not writable while EVENTQ_ABT_ERR is active. If software made it look active
@@ -800,23 +841,23 @@ export class ReferenceSmmu {
         if (ring.isFull(ev.prod, ev.cons, ev.log2) && ev.ovflg === ev.ovack && getBits([dev], EVP.OVFLG.lsb, 1) !== ev.ovflg) {
           ev.ovflg ^= 1;
           this.count('EVENTQ:overflow');
-          return;
+          return undefined;
         }
         this.count('EVENTQ:discarded-abort-active');
-        return;
+        return undefined;
       }
     }
     if (ring.isFull(ev.prod, ev.cons, ev.log2)) {
       // §7.4: toggle OVFLG only if the overflow condition is not already present.
       if (ev.ovflg === ev.ovack) ev.ovflg ^= 1;
       this.count('EVENTQ:overflow');
-      return;
+      return undefined;
     }
     const pa = ev.base + ring.idx(ev.prod, ev.log2) * EVENT_BYTES;
     if (!this.inRam(pa, EVENT_BYTES)) {
       // §7.2.2: a synchronous abort: PROD does not move.
       this.activate(GE.EVENTQ_ABT_ERR);
-      return;
+      return undefined;
     }
     const wasEmpty = ring.isEmpty(ev.prod, ev.cons, ev.log2);
     for (let k = 0; k < EVENT_WORDS; k++) this.mem.set(pa + 4 * k, (record[k] ?? 0) >>> 0);
@@ -827,6 +868,12 @@ export class ReferenceSmmu {
     if (wasEmpty && (this.irqCtrl & bit(IRQC.EVENTQ_IRQEN)) !== 0) {
       if (!this.interrupt(REG.SMMU_EVENTQ_IRQ_CFG0.offset, REG.SMMU_EVENTQ_IRQ_CFG1.offset, 'eventq')) this.activate(GE.MSI_EVENTQ_ABT_ERR);
     }
+    return pa;
+  }
+
+  /** A translation check failed (src/fuzz/translation.ts). */
+  violateTranslation(message: string, check: string, section = '§3.17, §4.4'): void {
+    this.violate('translation-mismatch', message, section, 'DMA', check);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -904,6 +951,7 @@ export class ReferenceSmmu {
         return;
       }
       this.execute(q, words);
+      this.caches?.command(words, verdict.outOfRange.map((x) => x.rule));
       q.cons = next;
       q.consUnknown = false;
     }
@@ -1011,6 +1059,9 @@ export class ReferenceSmmu {
     add(R.SMMU_EVENTQ_CONS.offset, 'SMMU_EVENTQ_CONS', ((ev.ovack << EVC.OVACKFLG.lsb) | ev.cons) >>> 0, 0xffff_ffff, 'register-mismatch', '§6.3.96');
     for (const [off, v] of this.cfg) add(off, nameAt(this.f, off), v);
     for (let k = 0; k < SIM_EVENT_WORDS; k++) add(SIM_REG.SIM_EVENT_DATA + 4 * k, `SIM_EVENT_DATA${k}`, this.simData[k]!);
+    add(R.SMMU_STRTAB_BASE.offset, 'SMMU_STRTAB_BASE', this.strtab.lo, 0xffff_ffff, 'register-mismatch', '§6.3.24');
+    add(R.SMMU_STRTAB_BASE.offset + 4, 'SMMU_STRTAB_BASE[63:32]', this.strtab.hi, 0xffff_ffff, 'register-mismatch', '§6.3.24');
+    add(R.SMMU_STRTAB_BASE_CFG.offset, 'SMMU_STRTAB_BASE_CFG', this.strtab.cfg, 0xffff_ffff, 'register-mismatch', '§6.3.25');
     for (const [off, v] of this.roSnapshot) add(off, `${nameAt(this.f, off)} (read-only)`, v);
     // Registers software wrote that the model does not predict: RES0 bits read 0, and
     // offsets that hold nothing read as zero (RAZ/WI, §6.2).

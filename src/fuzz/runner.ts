@@ -28,7 +28,11 @@ import { ecmdqRegisterOffset, REG, encode32, encode64 } from '../spec/registers.
 import { System, type TraceEntry } from '../system/system.ts';
 import { KNOWN_DEVIATIONS } from './known.ts';
 import { Observations, ReferenceSmmu, hexWords, type Action, type KnownDeviation, type Seen, type Violation } from './oracle.ts';
-import { hex, type QueueConfig, type RegRef, type Scenario, type Step } from './scenario.ts';
+import { hex, worldStepStores, type QueueConfig, type RegRef, type Scenario, type Step } from './scenario.ts';
+import { ReferenceCaches, type DmaOutcome } from './translation.ts';
+import { World } from './world.ts';
+import { decodeEvent, EVENT_WORDS } from '../spec/events.ts';
+import { STRTAB_FMT } from '../spec/registers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Results
@@ -38,6 +42,7 @@ export type RunEvent =
   | { readonly type: 'step'; readonly index: number; readonly kind: string; readonly text: string }
   | { readonly type: 'action'; readonly index: number; readonly text: string }
   | { readonly type: 'command'; readonly index: number; readonly entry: TraceEntry }
+  | { readonly type: 'dma'; readonly index: number; readonly text: string; readonly result: DmaOutcome }
   | { readonly type: 'violation'; readonly violation: Violation };
 
 export interface RunResult {
@@ -55,6 +60,8 @@ export interface RunResult {
   readonly fatal: boolean;
   /** Known model deviations seen and waived (known.ts), by id. */
   readonly waived: ReadonlyMap<string, number>;
+  /** DMA transactions the translation oracle judged, and those it could not (the world was overwritten). */
+  readonly dma: { readonly judged: number; readonly unjudged: number };
 }
 
 export interface HarnessOptions {
@@ -205,6 +212,10 @@ export class Harness {
       for (const r of [R.SMMU_GERROR_IRQ_CFG1, R.SMMU_GERROR_IRQ_CFG2, R.SMMU_EVENTQ_IRQ_CFG1, R.SMMU_EVENTQ_IRQ_CFG2]) want(r.offset, 0);
     }
     for (let k = 0; k < SIM_EVENT_WORDS; k++) want(SIM_REG.SIM_EVENT_DATA + 4 * k, 0);
+    want64(R.SMMU_STRTAB_BASE.offset);
+    want(R.SMMU_STRTAB_BASE_CFG.offset, 0);
+    // Every run starts with cold caches (the model's SIM_INV_ALL, after SMMUEN is off).
+    writes.push([SIM_REG.SIM_INV_ALL, 1]);
     const deadline = Date.now() + this.settleMs;
     for (const [off, v] of writes) {
       while (!sys.regs.tryWrite32(off, v)) {
@@ -248,7 +259,7 @@ export class Harness {
         entry.restart = true;
         body.catch(() => undefined);
         const v = { rule: 'hang' as const, step: -1, message: `the run did not finish within ${limit} ms (a worker stopped answering)` };
-        result = { ok: false, violations: [v], commands: 0, registerWrites: 0, seen: [], errors: new Map(), trace: [], fatal: true, waived: new Map() };
+        result = { ok: false, violations: [v], commands: 0, registerWrites: 0, seen: [], errors: new Map(), trace: [], fatal: true, waived: new Map(), dma: { judged: 0, unjudged: 0 } };
       } else {
         result = r;
       }
@@ -256,7 +267,7 @@ export class Harness {
       // The reset failed: the system is unusable.
       entry.restart = true;
       const v = { rule: 'worker-failure' as const, step: -1, message: `resetting the SMMU failed: ${(e as Error).message}` };
-      result = { ok: false, violations: [v], commands: 0, registerWrites: 0, seen: [], errors: new Map(), trace: [], fatal: true, waived: new Map() };
+      result = { ok: false, violations: [v], commands: 0, registerWrites: 0, seen: [], errors: new Map(), trace: [], fatal: true, waived: new Map(), dma: { judged: 0, unjudged: 0 } };
     } finally {
       clearTimeout(timer);
     }
@@ -289,10 +300,16 @@ class Run {
   private fatal = false;
   private stepIndex = -1;
   private readonly extra: Violation[] = [];
+  private readonly world: World | undefined;
+  private readonly caches: ReferenceCaches | undefined;
 
   constructor(private readonly sys: System, private readonly sc: Scenario, private readonly settleMs: number, private readonly onEvent: ((e: RunEvent) => void) | undefined, waivers: readonly KnownDeviation[]) {
     this.f = sc.features;
-    this.model = new ReferenceSmmu({ features: sc.features, ram: sc.config.ram, read: (off) => sys.readReg(off), waivers });
+    if (sc.config.translation !== undefined) {
+      this.world = new World(sc.config.translation, sc.features, sc.config.ram.base);
+      this.caches = new ReferenceCaches(this.world, sc.features);
+    }
+    this.model = new ReferenceSmmu({ features: sc.features, ram: sc.config.ram, read: (off) => sys.readReg(off), waivers, ...(this.caches !== undefined ? { caches: this.caches } : {}) });
     this.traceStart = sys.trace().entries.length;
     this.traceCursor = this.traceStart;
     this.tail0 = Atomics.load(sys.board.i32, HDR.TRACE_TAIL);
@@ -352,11 +369,18 @@ class Run {
       trace,
       fatal: fatal || this.fatal,
       waived: this.model.waived,
+      dma: { judged: this.caches?.judged ?? 0, unjudged: this.caches?.unjudged ?? 0 },
     };
   }
 
   async execute(): Promise<RunResult> {
     const steps = this.sc.steps;
+    if (this.world !== undefined) {
+      // The tables are memory, there before software starts: they are written whatever `setup` says.
+      this.stepIndex = -1;
+      this.model.step = -1;
+      for (const st of this.world.build()) await this.act({ t: 'mem', pa: st.pa, words: st.words }, -1, false);
+    }
     if (this.sc.config.setup) {
       this.stepIndex = -1;
       this.model.step = -1;
@@ -418,9 +442,15 @@ class Run {
       out.push({ kind: 'write', reg: reg(`ECMDQ_CONS${e.n}`), value: 0, note: 'set-up' });
       out.push({ kind: 'write', reg: reg(`ECMDQ_PROD${e.n}`), value: encode32(R.SMMU_ECMDQ_PROD, { EN: 1 }), note: 'set-up' });
     }
+    const w = this.world;
+    if (w !== undefined) {
+      // §6.3.24, §6.3.25: a linear Stream table, written before SMMUEN (they are Guarded by it).
+      out.push({ kind: 'write', reg: reg('STRTAB_BASE'), value: encode64(R.SMMU_STRTAB_BASE, { ADDR: BigInt(w.strtabBase) }), note: 'set-up' });
+      out.push({ kind: 'write', reg: reg('STRTAB_BASE_CFG'), value: encode32(R.SMMU_STRTAB_BASE_CFG, { FMT: STRTAB_FMT.LINEAR, LOG2SIZE: w.strtabLog2 }), note: 'set-up' });
+    }
     // Posted back to back; the enable settles them all (nothing can be consumed before it).
     const posted = out.map((s) => ({ ...s, nowait: true }) as Step);
-    posted.push({ kind: 'write', reg: reg('CR0'), value: encode32(R.SMMU_CR0, { CMDQEN: 1, EVENTQEN: 1 }), note: 'set-up' });
+    posted.push({ kind: 'write', reg: reg('CR0'), value: encode32(R.SMMU_CR0, { CMDQEN: 1, EVENTQEN: 1, ...(w !== undefined ? { SMMUEN: 1 } : {}) }), note: 'set-up' });
     return posted;
   }
 
@@ -490,7 +520,80 @@ class Run {
       case 'settle':
         if (this.windowOpen) await this.settle();
         return;
+      case 'map':
+      case 'unmap':
+      case 'ste':
+      case 'cd':
+        for (const st of worldStepStores(this.world!, s)) await this.act({ t: 'mem', pa: st.pa, words: st.words }, index, false);
+        return;
+      case 'dma':
+        await this.dma(s, index);
+        return;
     }
+  }
+
+  /**
+   * A DMA transaction through the SMMU: the translation oracle judges the answer (src/fuzz/
+   * translation.ts), a fault's record is checked field by field, and the event queue, registers
+   * and interrupt lines must show the event as the queue rules say.
+   */
+  private async dma(s: Extract<Step, { kind: 'dma' }>, index: number): Promise<void> {
+    if (this.windowOpen) await this.settle();
+    if (this.violated) return;
+    const sys = this.sys;
+    const model = this.model;
+    const caches = this.caches!;
+    const r = await sys.dma({ sid: s.sid, iova: s.iova, read: !s.write, write: s.write });
+    const got: DmaOutcome = { status: r.status, ...(r.pa !== undefined ? { pa: r.pa } : {}), tlbHit: r.tlbHit, bypass: r.bypass, ...(r.event !== undefined ? { event: r.event } : {}) };
+    this.emit({ type: 'dma', index, text: dmaText(s, got), result: got });
+    caches.checkMemory(model.mem);
+    const st = model.strtab;
+    const w = this.world!;
+    const wantCfg = encode32(R.SMMU_STRTAB_BASE_CFG, { FMT: STRTAB_FMT.LINEAR, LOG2SIZE: w.strtabLog2 });
+    const strtabMoved = st.lo !== Number(encode64(R.SMMU_STRTAB_BASE, { ADDR: BigInt(w.strtabBase) }) & 0xffff_ffffn) || st.hi !== 0 || st.cfg !== wantCfg
+      ? 'software moved the Stream table (SMMU_STRTAB_BASE or _CFG) away from the world\'s'
+      : undefined;
+    const smmuEn = (model.cr0 & (1 << R.SMMU_CR0.f.SMMUEN.lsb)) !== 0;
+    const gbpaAbort = getBits([sys.readReg(R.SMMU_GBPA.offset)], R.SMMU_GBPA.f.ABORT.lsb, 1) === 1;
+    const v = caches.dma({ sid: s.sid, iova: s.iova, write: s.write }, got, { smmuEn, gbpaAbort, ...(strtabMoved !== undefined ? { strtabMoved } : {}) });
+    if (!v.ok) model.violateTranslation(`DMA ${s.write ? 'write' : 'read'} StreamID ${s.sid} IOVA ${hx(s.iova)}: ${v.message}`, 'dma-result');
+    if (got.event !== undefined && model.violations.length === 0) {
+      // The device detected a fault and recorded it: the queue rules say where the record lands.
+      const slot = model.recordEvent(v.fault !== undefined ? [...ReferenceCaches.faultRecord(v.fault)] : new Array<number>(EVENT_WORDS).fill(0));
+      if (slot !== undefined) {
+        const deadline = Date.now() + CONVERGE_MS;
+        let rec = this.readWords(slot, EVENT_WORDS);
+        while (rec.every((x) => x === 0) && Date.now() < deadline) {
+          await sleep(1);
+          rec = this.readWords(slot, EVENT_WORDS);
+        }
+        const diffs = v.fault !== undefined ? ReferenceCaches.faultDiffs(v.fault, rec) : [];
+        if (diffs.length > 0) model.violateTranslation(`the fault record at ${hx(slot)} (${decodeEvent(rec).name}): ${diffs.join('; ')}`, 'fault-record', '§7.3.13');
+        // Fields the oracle does not predict (IPA of a stage 1 fault is UNKNOWN, IMPDEF) are the device's.
+        model.apply({ t: 'mem', pa: slot, words: rec });
+      }
+    }
+    const e = s.expect;
+    if (e !== undefined && model.violations.length === 0) {
+      const bad: string[] = [];
+      if (e.status !== undefined && e.status !== got.status) bad.push(`status ${got.status}, expected ${e.status}`);
+      if (e.pa !== undefined && e.pa !== got.pa) bad.push(`pa ${got.pa === undefined ? 'none' : hx(got.pa)}, expected ${hx(e.pa)}`);
+      if (e.tlb !== undefined && (e.tlb === 'hit') !== got.tlbHit) bad.push(`TLB ${got.tlbHit ? 'hit' : 'miss'}, expected ${e.tlb}`);
+      if (e.event !== undefined) {
+        const name = got.event === undefined ? 'none' : decodeEvent([got.event, 0, 0, 0, 0, 0, 0, 0]).name;
+        if (name !== e.event) bad.push(`event ${name}, expected ${e.event}`);
+      }
+      if (bad.length > 0) this.fail('expect-mismatch', `dma StreamID ${s.sid} IOVA ${hx(s.iova)}: ${bad.join('; ')}`);
+    }
+    if (model.violations.length === 0 && this.sc.expect.oracle) await this.checkRegisters();
+    for (const x of model.violations) this.emit({ type: 'violation', violation: x });
+  }
+
+  private readWords(pa: number, n: number): number[] {
+    const mem = this.sys.mem;
+    if (!mem.contains(pa, 4 * n)) return new Array<number>(n).fill(0);
+    const i = mem.wordIndex(pa);
+    return Array.from(mem.u32.subarray(i, i + n));
   }
 
   private writeValue(s: Extract<Step, { kind: 'write' }>): number | bigint {
@@ -789,7 +892,22 @@ export function stepText(s: Step): string {
       return `poke ${hx(s.pa)} ${hexWords(s.words)}${note}`;
     case 'settle':
       return `settle${note}`;
+    case 'dma':
+      return `dma ${s.write ? 'write' : 'read'} sid=${hx(s.sid)} iova=${hx(s.iova)}${note}`;
+    case 'map':
+      return `map sid=${hx(s.sid)} ${hx(s.iova)} -> ${hx(s.pa)}${note}`;
+    case 'unmap':
+      return `unmap sid=${hx(s.sid)} ${hx(s.iova)}${note}`;
+    case 'ste':
+      return `ste sid=${hx(s.sid)}${s.config !== undefined ? ` config=${s.config}` : ''}${s.vmid !== undefined ? ` vmid=${hx(s.vmid)}` : ''}${note}`;
+    case 'cd':
+      return `cd sid=${hx(s.sid)} asid=${hx(s.asid)}${note}`;
   }
+}
+
+function dmaText(s: Extract<Step, { kind: 'dma' }>, r: DmaOutcome): string {
+  const what = r.status === 'ok' ? `ok pa=${hx(r.pa ?? 0)}${r.tlbHit ? ' tlb=hit' : ' tlb=miss'}${r.bypass ? ' bypass' : ''}` : `${r.status}${r.event !== undefined ? ` event=${decodeEvent([r.event, 0, 0, 0, 0, 0, 0, 0]).name}` : ''}`;
+  return `DMA ${s.write ? 'W' : 'R'} sid=${hx(s.sid)} ${hx(s.iova)} -> ${what}`;
 }
 
 function actionText(a: Action, model: ReferenceSmmu): string {

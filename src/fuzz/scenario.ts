@@ -18,6 +18,7 @@ import { ecmdqCount } from '../spec/features.ts';
 import { ecmdqRegisterOffset, findRegister, smmuRegWindow, type RegisterSpec } from '../spec/registers.ts';
 import { COMMAND_WORDS } from '../spec/commands.ts';
 import { DEFAULT_LAYOUT, defaultQueueBase, type QueueKind } from './layout.ts';
+import { STREAM_KINDS, World, WORLD_LAYOUT, type StreamKind, type WorldSpec, type WorldStreamSpec } from './world.ts';
 
 /** The value of every scenario's `format` key; bumped when a file of the old format would mean something else. */
 export const SCENARIO_FORMAT = 'smmu-sim-scenario/1';
@@ -59,6 +60,8 @@ export interface ScenarioConfig {
   readonly cmdq: QueueConfig;
   readonly eventq: QueueConfig;
   readonly ecmdq: readonly EcmdqConfig[];
+  /** A translation world (src/fuzz/world.ts): Stream table, CDs and page tables in RAM. */
+  readonly translation?: WorldSpec;
 }
 
 /** A register named in a step: resolved to its offset in the SMMU window. */
@@ -123,10 +126,26 @@ export type Step =
   | { readonly kind: 'inject'; readonly record: readonly number[]; readonly note?: string }
   | { readonly kind: 'recover'; readonly queue: QueueName | 'all'; readonly note?: string }
   | { readonly kind: 'poke'; readonly pa: number; readonly words: readonly number[]; readonly note?: string }
-  | { readonly kind: 'settle'; readonly note?: string };
+  | { readonly kind: 'settle'; readonly note?: string }
+  | { readonly kind: 'dma'; readonly sid: number; readonly iova: number; readonly write: boolean; readonly expect?: DmaExpect; readonly note?: string }
+  | { readonly kind: 'map'; readonly sid: number; readonly iova: number; readonly pa: number; readonly note?: string }
+  | { readonly kind: 'unmap'; readonly sid: number; readonly iova: number; readonly note?: string }
+  | { readonly kind: 'ste'; readonly sid: number; readonly config?: StreamKind; readonly vmid?: number; readonly note?: string }
+  | { readonly kind: 'cd'; readonly sid: number; readonly asid: number; readonly note?: string };
+
+/** What a `dma` step may state about its answer, besides the oracle's prediction. */
+export interface DmaExpect {
+  readonly status?: 'ok' | 'abort' | 'raz-wi';
+  readonly pa?: number;
+  readonly tlb?: 'hit' | 'miss';
+  /** An event name, or 'none'. */
+  readonly event?: string;
+}
 
 export type StepKind = Step['kind'];
-export const STEP_KINDS: readonly StepKind[] = ['write', 'commands', 'doorbell', 'wait', 'inject', 'recover', 'poke', 'settle'];
+export const STEP_KINDS: readonly StepKind[] = ['write', 'commands', 'doorbell', 'wait', 'inject', 'recover', 'poke', 'settle', 'dma', 'map', 'unmap', 'ste', 'cd'];
+/** Steps that need `config.translation`. */
+const WORLD_STEPS: readonly StepKind[] = ['dma', 'map', 'unmap', 'ste', 'cd'];
 
 export interface ExpectedCommand {
   readonly queue: string;
@@ -346,7 +365,7 @@ function queueOf(v: unknown, features: SmmuFeatures, where: string, allowAll = f
 // Config
 // ---------------------------------------------------------------------------------------------
 
-const CONFIG_KEYS = ['features', 'policy', 'ram', 'setup', 'queues'] as const;
+const CONFIG_KEYS = ['features', 'policy', 'ram', 'setup', 'queues', 'translation'] as const;
 const QUEUE_KEYS = ['cmdq', 'eventq', 'ecmdq'] as const;
 
 function parseQueue(v: unknown, where: string, kind: QueueKind, ram: { base: number; bytes: number }, maxLog2: number, n = 0): QueueConfig {
@@ -402,10 +421,66 @@ function parseConfig(v: unknown): { config: ScenarioConfig; features: SmmuFeatur
       ecmdq.push({ n, ...parseQueue(e, w, 'ecmdq', ram, DEFAULT_LAYOUT.maxLog2.ecmdq, n) });
     });
   }
+  const translation = v.translation === undefined ? undefined : parseWorld(v.translation, `${where}.translation`, features, ram.base);
   return {
-    config: { features: featuresText, ...(policy !== undefined ? { policy } : {}), ram, setup, cmdq, eventq, ecmdq },
+    config: { features: featuresText, ...(policy !== undefined ? { policy } : {}), ram, setup, cmdq, eventq, ecmdq, ...(translation !== undefined ? { translation } : {}) },
     features,
   };
+}
+
+function streamKindOf(v: unknown, where: string): StreamKind {
+  const k = strOf(v, where);
+  if (!(STREAM_KINDS as readonly string[]).includes(k)) fail(where, `'${k}' is not a stream configuration (${STREAM_KINDS.join(', ')})`);
+  return k as StreamKind;
+}
+
+/** `config.translation`: {"strtab": {"log2": n}, "streams": [...]}; checked by building it. */
+function parseWorld(v: unknown, where: string, f: SmmuFeatures, ramBase: number): WorldSpec {
+  if (!isObject(v)) fail(where, 'expected {"strtab": {"log2": …}, "streams": […]}');
+  onlyKeys(v, where, ['strtab', 'streams']);
+  let strtabLog2 = 6;
+  if (v.strtab !== undefined) {
+    if (!isObject(v.strtab)) fail(`${where}.strtab`, 'expected {"log2": …}');
+    onlyKeys(v.strtab, `${where}.strtab`, ['log2']);
+    if (v.strtab.log2 !== undefined) strtabLog2 = intOf(v.strtab.log2, `${where}.strtab.log2`, 0, WORLD_LAYOUT.maxStrtabLog2);
+  }
+  if (!Array.isArray(v.streams) || v.streams.length === 0) fail(`${where}.streams`, 'expected a non-empty list of streams');
+  const streams: WorldStreamSpec[] = v.streams.map((x, i) => {
+    const w = `${where}.streams[${i}]`;
+    if (!isObject(x)) fail(w, 'expected {"sid": …, "config": …}');
+    onlyKeys(x, w, ['sid', 'config', 'vmid', 'asid', 'record', 'pages']);
+    if (x.sid === undefined) fail(w, "missing key 'sid'");
+    if (x.config === undefined) fail(w, `missing key 'config' (${STREAM_KINDS.join(', ')})`);
+    const pages: [number, number][] = [];
+    if (x.pages !== undefined) {
+      if (!Array.isArray(x.pages)) fail(`${w}.pages`, 'expected a list of {"iova": …, "pa": …, "count": …}');
+      x.pages.forEach((p, j) => {
+        const pw = `${w}.pages[${j}]`;
+        if (!isObject(p)) fail(pw, 'expected {"iova": …, "pa": …, "count": …}');
+        onlyKeys(p, pw, ['iova', 'pa', 'count']);
+        if (p.iova === undefined || p.pa === undefined) fail(pw, "a page needs 'iova' and 'pa'");
+        const iova = addrOf(p.iova, `${pw}.iova`);
+        const pa = addrOf(p.pa, `${pw}.pa`);
+        const count = p.count === undefined ? 1 : intOf(p.count, `${pw}.count`, 1, 512);
+        for (let k = 0; k < count; k++) pages.push([iova + k * 0x1000, pa + k * 0x1000]);
+      });
+    }
+    return {
+      sid: u32Of(x.sid, `${w}.sid`),
+      kind: streamKindOf(x.config, `${w}.config`),
+      vmid: x.vmid === undefined ? 0 : u32Of(x.vmid, `${w}.vmid`),
+      asid: x.asid === undefined ? 0 : u32Of(x.asid, `${w}.asid`),
+      record: x.record === undefined ? true : boolOf(x.record, `${w}.record`),
+      pages,
+    };
+  });
+  const spec: WorldSpec = { strtabLog2, streams };
+  try {
+    new World(spec, f, ramBase).build();
+  } catch (e) {
+    fail(where, (e as Error).message);
+  }
+  return spec;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,6 +496,11 @@ const STEP_KEYS: Record<StepKind, readonly string[]> = {
   recover: ['kind', 'queue', 'note'],
   poke: ['kind', 'pa', 'words', 'note'],
   settle: ['kind', 'note'],
+  dma: ['kind', 'sid', 'iova', 'write', 'expect', 'note'],
+  map: ['kind', 'sid', 'iova', 'pa', 'note'],
+  unmap: ['kind', 'sid', 'iova', 'note'],
+  ste: ['kind', 'sid', 'config', 'vmid', 'note'],
+  cd: ['kind', 'sid', 'asid', 'note'],
 };
 
 function noteOf(o: Json, where: string): { note?: string } {
@@ -529,6 +609,69 @@ function parseStep(v: unknown, where: string, f: SmmuFeatures): Step {
     }
     case 'settle':
       return { kind, ...note };
+    case 'dma': {
+      if (v.sid === undefined || v.iova === undefined) fail(where, "a dma step needs 'sid' and 'iova'");
+      let expect: DmaExpect | undefined;
+      if (v.expect !== undefined) {
+        const x = v.expect;
+        const w = `${where}.expect`;
+        if (!isObject(x)) fail(w, 'expected {"status": …, "pa": …, "tlb": …, "event": …}');
+        onlyKeys(x, w, ['status', 'pa', 'tlb', 'event']);
+        const status = x.status === undefined ? undefined : strOf(x.status, `${w}.status`);
+        if (status !== undefined && !['ok', 'abort', 'raz-wi'].includes(status)) fail(`${w}.status`, `'${status}' is not ok, abort or raz-wi`);
+        const tlb = x.tlb === undefined ? undefined : strOf(x.tlb, `${w}.tlb`);
+        if (tlb !== undefined && tlb !== 'hit' && tlb !== 'miss') fail(`${w}.tlb`, `'${tlb}' is not hit or miss`);
+        expect = {
+          ...(status !== undefined ? { status: status as DmaExpect['status'] } : {}),
+          ...(x.pa !== undefined ? { pa: addrOf(x.pa, `${w}.pa`) } : {}),
+          ...(tlb !== undefined ? { tlb: tlb as 'hit' | 'miss' } : {}),
+          ...(x.event !== undefined ? { event: strOf(x.event, `${w}.event`) } : {}),
+        };
+      }
+      return {
+        kind,
+        sid: u32Of(v.sid, `${where}.sid`),
+        iova: addrOf(v.iova, `${where}.iova`),
+        write: v.write === undefined ? false : boolOf(v.write, `${where}.write`),
+        ...(expect !== undefined ? { expect } : {}),
+        ...note,
+      };
+    }
+    case 'map':
+      if (v.sid === undefined || v.iova === undefined || v.pa === undefined) fail(where, "a map step needs 'sid', 'iova' and 'pa'");
+      return { kind, sid: u32Of(v.sid, `${where}.sid`), iova: addrOf(v.iova, `${where}.iova`), pa: addrOf(v.pa, `${where}.pa`), ...note };
+    case 'unmap':
+      if (v.sid === undefined || v.iova === undefined) fail(where, "an unmap step needs 'sid' and 'iova'");
+      return { kind, sid: u32Of(v.sid, `${where}.sid`), iova: addrOf(v.iova, `${where}.iova`), ...note };
+    case 'ste':
+      if (v.sid === undefined) fail(where, "missing key 'sid'");
+      if (v.config === undefined && v.vmid === undefined) fail(where, "an ste step changes 'config', 'vmid' or both");
+      return {
+        kind,
+        sid: u32Of(v.sid, `${where}.sid`),
+        ...(v.config !== undefined ? { config: streamKindOf(v.config, `${where}.config`) } : {}),
+        ...(v.vmid !== undefined ? { vmid: u32Of(v.vmid, `${where}.vmid`) } : {}),
+        ...note,
+      };
+    case 'cd':
+      if (v.sid === undefined || v.asid === undefined) fail(where, "a cd step needs 'sid' and 'asid'");
+      return { kind, sid: u32Of(v.sid, `${where}.sid`), asid: u32Of(v.asid, `${where}.asid`), ...note };
+  }
+}
+
+/** The stores a world step makes (and the check that it is possible), on the run's World. */
+export function worldStepStores(world: World, s: Step): { pa: number; words: readonly number[] }[] {
+  switch (s.kind) {
+    case 'map':
+      return world.map(s.sid, s.iova, s.pa);
+    case 'unmap':
+      return world.unmap(s.sid, s.iova);
+    case 'ste':
+      return world.setSte(s.sid, { ...(s.config !== undefined ? { kind: s.config } : {}), ...(s.vmid !== undefined ? { vmid: s.vmid } : {}) });
+    case 'cd':
+      return world.setCd(s.sid, s.asid);
+    default:
+      return [];
   }
 }
 
@@ -595,6 +738,21 @@ export function parseScenario(json: unknown): Scenario {
   if (json.steps === undefined) fail('', "missing key 'steps'");
   if (!Array.isArray(json.steps)) fail('steps', 'expected a list of steps');
   const steps = json.steps.map((s, i) => parseStep(s, `steps[${i}]`, features));
+  // World steps need the world, and each must be possible where it stands (a dry run).
+  const world = config.translation === undefined ? undefined : new World(config.translation, features, config.ram.base);
+  world?.build();
+  steps.forEach((s, i) => {
+    if (!WORLD_STEPS.includes(s.kind)) return;
+    if (world === undefined) fail(`steps[${i}]`, `a '${s.kind}' step needs config.translation (the streams and their tables)`);
+    try {
+      if (s.kind === 'dma') {
+        world.stream(s.sid);
+        if (s.iova >= 2 ** 56) fail('', `iova 0x${s.iova.toString(16)} is wider than 56 bits`);
+      } else worldStepStores(world, s);
+    } catch (e) {
+      fail(`steps[${i}]`, (e as Error).message);
+    }
+  });
   const expect = parseExpect(json.expect, features);
   let knownFailure: Scenario['knownFailure'];
   if (json.known_failure !== undefined) {

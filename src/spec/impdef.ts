@@ -17,6 +17,13 @@ export const SIM_REG = {
    */
   SIM_EVENT_DATA: 0x0e00,
   SIM_EVENT_GO: 0x0e20,
+  /**
+   * SIM_INV_ALL: writing any value empties every cache the SMMU has (TLB, configuration cache,
+   * ATCs), as SMMU_S_INIT.INV_ALL does on an SMMU with a Secure programming interface (§6.3.62),
+   * which this model's Non-secure-only SMMU does not have. The fuzzer's harness uses it to start
+   * every run from cold caches on a System it reuses. Reads as zero.
+   */
+  SIM_INV_ALL: 0x0e24,
 } as const;
 
 export const SIM_EVENT_WORDS = 8;
