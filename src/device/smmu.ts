@@ -302,7 +302,15 @@ export class SmmuDevice implements CommandExecutor {
       case 'SMMU_STRTAB_BASE_CFG':
         return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.SMMUEN));
       case 'SMMU_CMDQ_BASE':
-        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.CMDQEN));
+        if (this.enabledOrAck(R.SMMU_CR0.f.CMDQEN)) return;
+        this.regs.set32(off, v2);
+        // §6.3.28: after LOG2SIZE decreases RD reads as its truncation (the bits above the new
+        // wrap bit are RAZ); after an increase the bits above the old wrap bit are UNKNOWN: 0 here.
+        if (off === R.SMMU_CMDQ_BASE.offset) {
+          this.cmdq.cons &= ring.ptrMask(this.queueLog2(off, this.f.cmdqs));
+          this.publishCons(this.cmdq);
+        }
+        return;
       case 'SMMU_CMDQ_CONS':
         // §6.3.28: RW only while the queue is disabled. The ERR field is permitted to take the
         // written value or ignore it: the model ignores it (ERR keeps the last reason code).
@@ -313,7 +321,14 @@ export class SmmuDevice implements CommandExecutor {
         }
         return;
       case 'SMMU_EVENTQ_BASE':
-        return this.guarded(off, v2, this.enabledOrAck(R.SMMU_CR0.f.EVENTQEN));
+        if (this.enabledOrAck(R.SMMU_CR0.f.EVENTQEN)) return;
+        this.regs.set32(off, v2);
+        // §6.3.95: WR is truncated when LOG2SIZE decreases (as RD of §6.3.28).
+        if (off === R.SMMU_EVENTQ_BASE.offset) {
+          this.evtq.prod &= ring.ptrMask(this.queueLog2(off, this.f.eventqs));
+          this.publishEventqProd();
+        }
+        return;
       case 'SMMU_EVENTQ_PROD':
         // §6.3.95: RW only while the event queue is disabled (software initialises it).
         if (!this.enabledOrAck(R.SMMU_CR0.f.EVENTQEN)) {
@@ -634,6 +649,11 @@ export class SmmuDevice implements CommandExecutor {
         if (!disabled) return;
         const half = (off - this.ecmdqOffset(e, 'BASE')) >>> 2;
         this.regs.set32(off, v & ECMDQ_BASE_MASK[half]!);
+        // §6.3.109: RD truncated when LOG2SIZE decreases (as SMMU_CMDQ_CONS, §6.3.28).
+        if (half === 0) {
+          e.q.cons &= ring.ptrMask(this.queueLog2(off, this.f.cmdqs));
+          this.publishEcmdqCons(e);
+        }
         return;
       }
       case 'SMMU_ECMDQ_CONS': {

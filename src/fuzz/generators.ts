@@ -21,6 +21,7 @@ import { checkCommand, legalityRule } from '../spec/legality.ts';
 import { isPresent, REG, REGISTERS, res0Mask, type RegisterSpec } from '../spec/registers.ts';
 import { DEFAULT_LAYOUT, defaultQueueBase } from './layout.ts';
 import { SCENARIO_FORMAT, hex } from './scenario.ts';
+import { WorldBuilder, worldActArb, worldCommandArb, worldPlanArb, worldPossible, type WorldAct, type WorldPlan } from './world-gen.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Context: the SMMU being fuzzed and the identifiers in use
@@ -442,7 +443,8 @@ export type Act =
   | { readonly a: 'inject'; readonly n: number; readonly record: readonly number[] }
   | { readonly a: 'evcons'; readonly all: boolean; readonly value: number }
   | { readonly a: 'evbase'; readonly outside: boolean }
-  | { readonly a: 'evprod'; readonly value: number };
+  | { readonly a: 'evprod'; readonly value: number }
+  | { readonly a: 'world'; readonly act: WorldAct };
 
 export interface PathShape {
   /** How many ECMDQs a scenario configures (0 for the CMDQ alone). */
@@ -496,6 +498,8 @@ export interface Plan {
   readonly cmdqLog2: number;
   readonly eventqLog2: number;
   readonly ecmdqs: readonly { readonly n: number; readonly log2: number }[];
+  /** A translation world (about half the plans, where the features allow one). */
+  readonly world?: WorldPlan;
   readonly acts: readonly Act[];
 }
 
@@ -505,11 +509,28 @@ export function planArb(ctx: GenContext, shape: PathShape, maxActs = 20): fc.Arb
   const ecmdqs = shape.ecmdqs.max === 0 || count === 0
     ? fc.constant([] as { n: number; log2: number }[])
     : fc.uniqueArray(fc.record({ n: fc.nat({ max: count - 1 }), log2: fc.constantFrom(0, 1, 2, 3, 5) }), { minLength: Math.max(1, shape.ecmdqs.min), maxLength: Math.min(count, shape.ecmdqs.max), selector: (e) => e.n });
-  return fc.record({
-    cmdqLog2: log2s,
-    eventqLog2: fc.constantFrom(0, 1, 2, 3),
-    ecmdqs,
-    acts: fc.array(actArb(ctx), { minLength: 1, maxLength: maxActs }),
+  const world = worldPossible(ctx.features) ? fc.option(worldPlanArb(ctx.features), { freq: 2, nil: undefined }) : fc.constant(undefined);
+  return world.chain((w) => {
+    const acts = w === undefined ? actArb(ctx) : fc.oneof(
+      { arbitrary: actArb(ctx), weight: 3 },
+      { arbitrary: worldActArb().map((act): Act => ({ a: 'world', act })), weight: 4 },
+      {
+        // Invalidations aimed at the world, with a CMD_SYNC now and then, recovered as a driver would.
+        arbitrary: fc.record({
+          a: fc.constant('batch' as const),
+          q: fc.nat({ max: 15 }),
+          cmds: fc.array(fc.oneof({ arbitrary: worldCommandArb(ctx.features, w).map((cw): GenCommand => ({ w: cw })), weight: 4 }, { arbitrary: syncSpec.map((sync): GenCommand => ({ sync })), weight: 1 }), { minLength: 1, maxLength: 4 }),
+          recover: fc.constant(true),
+        }),
+        weight: 2,
+      },
+    );
+    return fc.record({
+      cmdqLog2: log2s,
+      eventqLog2: fc.constantFrom(0, 1, 2, 3),
+      ecmdqs,
+      acts: fc.array(acts, { minLength: 1, maxLength: maxActs }),
+    }).map((p): Plan => (w === undefined ? p : { ...p, world: w }));
   });
 }
 
@@ -590,6 +611,7 @@ export function buildScenario(ctx: GenContext, plan: Plan, meta: Json = {}): Jso
   const r0 = res0Targets(f);
   // The ERRACK each ECMDQ doorbell of this builder carries (the runner keeps the same shadow).
   const errack = new Map<string, number>();
+  const wb = plan.world === undefined ? undefined : new WorldBuilder(f, plan.world);
   for (const act of plan.acts) {
     switch (act.a) {
       case 'batch': {
@@ -704,6 +726,9 @@ export function buildScenario(ctx: GenContext, plan: Plan, meta: Json = {}): Jso
       case 'evprod':
         steps.push({ kind: 'write', reg: 'SMMU_EVENTQ_PROD', value: hex(act.value) });
         break;
+      case 'world':
+        if (wb !== undefined) steps.push(...wb.steps(act.act));
+        break;
     }
   }
   for (const q of qs) if (!q.enabled) steps.push(enableWrite(q, true));
@@ -719,6 +744,7 @@ export function buildScenario(ctx: GenContext, plan: Plan, meta: Json = {}): Jso
         eventq: { log2: plan.eventqLog2 },
         ...(plan.ecmdqs.length > 0 ? { ecmdq: plan.ecmdqs.map((e) => ({ n: e.n, log2: e.log2 })) } : {}),
       },
+      ...(wb !== undefined ? { translation: wb.config() } : {}),
     },
     steps,
   };

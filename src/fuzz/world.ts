@@ -79,8 +79,14 @@ export interface StreamTruth {
   record: boolean;
   /** Input page number → output page address. */
   readonly pages: Map<number, number>;
+  /** The stage its tables are for, once it has had a translating kind. */
+  stage: 1 | 2 | undefined;
   /** The stage's input address size in bits. */
-  readonly ia: number;
+  ia: number;
+}
+
+function stageOf(kind: StreamKind): 1 | 2 | undefined {
+  return kind === 's1' ? 1 : kind === 's2' ? 2 : undefined;
 }
 
 /** A store the harness makes: 32-bit words at a physical address. */
@@ -153,6 +159,7 @@ export class World {
         asid: s.asid,
         record: s.record,
         pages: new Map(),
+        stage: stageOf(s.kind),
         ia: s.kind === 's2' ? worldS2Ia(f) : WORLD_S1_IA,
       });
     }
@@ -174,6 +181,7 @@ export class World {
     for (const s of this.spec.streams) {
       out.push(...this.steStores(s.sid));
       if (s.kind === 's1') out.push(this.cdStore(s.sid));
+      if (s.pages.length > 0 && stageOf(s.kind) === undefined) throw new Error(`StreamID ${s.sid} is ${s.kind}: it has no page tables to map pages in`);
       for (const [iova, pa] of s.pages) out.push(...this.map(s.sid, iova, pa));
     }
     return out;
@@ -247,7 +255,7 @@ export class World {
   /** Map the page at `iova` to `pa` (a new or rewritten leaf descriptor, tables allocated as needed). */
   map(sid: number, iova: number, pa: number): WorldStore[] {
     const t = this.stream(sid);
-    if (t.kind !== 's1' && t.kind !== 's2') throw new Error(`StreamID ${sid} is ${t.kind}: it has no page tables`);
+    if (t.stage === undefined) throw new Error(`StreamID ${sid} is ${t.kind}: it has no page tables`);
     if (iova % PAGE !== 0 || pa % PAGE !== 0) throw new Error(`map 0x${iova.toString(16)} -> 0x${pa.toString(16)}: not 4KB aligned`);
     if (iova >= 2 ** t.ia) throw new Error(`map 0x${iova.toString(16)}: beyond the stream's ${t.ia}-bit input range`);
     const out: WorldStore[] = [];
@@ -261,7 +269,7 @@ export class World {
   /** Make the page at `iova` invalid (an invalid leaf descriptor). */
   unmap(sid: number, iova: number): WorldStore[] {
     const t = this.stream(sid);
-    if (t.kind !== 's1' && t.kind !== 's2') throw new Error(`StreamID ${sid} is ${t.kind}: it has no page tables`);
+    if (t.stage === undefined) throw new Error(`StreamID ${sid} is ${t.kind}: it has no page tables`);
     const out: WorldStore[] = [];
     const d = this.leafAddress(sid, iova - (iova % PAGE), out);
     out.push(this.store(d, [0, 0]));
@@ -274,13 +282,16 @@ export class World {
     const t = this.stream(sid);
     const out: WorldStore[] = [];
     if (change.kind !== undefined && change.kind !== t.kind) {
-      const wasTables = t.kind === 's1' || t.kind === 's2';
-      const isTables = change.kind === 's1' || change.kind === 's2';
-      // Tables are per stage: switching between stage 1 and stage 2 would reinterpret them.
-      if (wasTables && isTables) throw new Error(`StreamID ${sid}: a ${t.kind} stream cannot become ${change.kind} (its tables are for one stage)`);
+      const stage = stageOf(change.kind);
+      // Tables are per stage: a stream whose tables are stage 1 cannot become stage 2 (and back).
+      if (stage !== undefined && t.stage !== undefined && stage !== t.stage) throw new Error(`StreamID ${sid}: its tables are for stage ${t.stage}, it cannot become ${change.kind}`);
       if (change.kind === 's1' && !this.f.s1) throw new Error(`StreamID ${sid}: the features have no stage 1`);
       if (change.kind === 's2' && !this.f.s2) throw new Error(`StreamID ${sid}: the features have no stage 2`);
       t.kind = change.kind;
+      if (stage !== undefined && t.stage === undefined) {
+        t.stage = stage;
+        t.ia = stage === 2 ? worldS2Ia(this.f) : WORLD_S1_IA;
+      }
       if (t.kind === 's1') out.push(this.cdStore(sid));
     }
     if (change.vmid !== undefined) t.vmid = change.vmid;
