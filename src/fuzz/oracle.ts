@@ -252,6 +252,8 @@ class CmdQueue {
   halted = false;
   /** CONS bits above the wrap may be UNKNOWN (LOG2SIZE grew after CONS was set, §6.3.28). */
   consUnknown = false;
+  /** While consUnknown: the index bits still known (those up to the old wrap bit). */
+  knownBits = IDX_FIELD;
   // ECMDQ only (§6.3.108, §6.3.109)
   en = 0;
   enack = 0;
@@ -289,6 +291,18 @@ class EventQueueModel {
   base = 0;
   log2 = 0;
   prodUnknown = false;
+  knownBits = IDX_FIELD;
+}
+
+/**
+ * A queue's LOG2SIZE changed from `before` to `after` (effective sizes) while it was disabled: the
+ * SMMU-owned index reads as its truncation when the size shrank, and its bits above the old wrap
+ * bit are UNKNOWN when it grew (§6.3.28, §6.3.95, §6.3.109; index-after-log2size-change).
+ */
+function resized(index: number, unknown: boolean, known: number, before: number, after: number): { index: number; unknown: boolean; known: number } {
+  if (after < before) return { index: index & ring.ptrMask(after), unknown, known };
+  if (after > before) return { index, unknown: true, known: (unknown ? known : IDX_FIELD) & ring.ptrMask(before) };
+  return { index, unknown, known };
 }
 
 export interface ModelInit {
@@ -616,16 +630,17 @@ export class ReferenceSmmu {
       case R.SMMU_CMDQ_CONS.offset:
         // Guarded by CMDQEN (§6.3.28); ERR ignored (cmdq-cons-err-write).
         if (this.enabledOrAck(CR0.CMDQEN)) return;
-        q.cons = v & IDX_FIELD;
+        // §6.3.28: RD bits [19:QS+1] are RAZ.
+        q.cons = v & ring.ptrMask(q.qs(f.cmdqs));
         q.consUnknown = false;
         return;
       case R.SMMU_CMDQ_BASE.offset:
       case R.SMMU_CMDQ_BASE.offset + 4: {
         if (this.enabledOrAck(CR0.CMDQEN)) return; // guarded-register-write
-        const before = q.qs(MAX_QS);
+        const before = q.qs(f.cmdqs);
         if (off === R.SMMU_CMDQ_BASE.offset) q.baseLo = (v & mask32lo(R.SMMU_CMDQ_BASE)) >>> 0;
         else q.baseHi = (v & mask32hi(R.SMMU_CMDQ_BASE)) >>> 0;
-        if (q.qs(MAX_QS) > before) q.consUnknown = true; // index-after-log2size-change
+        ({ index: q.cons, unknown: q.consUnknown, known: q.knownBits } = resized(q.cons, q.consUnknown, q.knownBits, before, q.qs(f.cmdqs)));
         return;
       }
       case R.SMMU_CR0.offset:
@@ -649,16 +664,17 @@ export class ReferenceSmmu {
       case R.SMMU_EVENTQ_BASE.offset + 4: {
         if (this.enabledOrAck(CR0.EVENTQEN)) return;
         const ev = this.evt;
-        const before = this.evtQs();
+        const before = Math.min(this.evtQs(), f.eventqs);
         if (off === R.SMMU_EVENTQ_BASE.offset) ev.baseLo = (v & mask32lo(R.SMMU_EVENTQ_BASE)) >>> 0;
         else ev.baseHi = (v & mask32hi(R.SMMU_EVENTQ_BASE)) >>> 0;
-        if (this.evtQs() > before) ev.prodUnknown = true;
+        ({ index: ev.prod, unknown: ev.prodUnknown, known: ev.knownBits } = resized(ev.prod, ev.prodUnknown, ev.knownBits, before, Math.min(this.evtQs(), f.eventqs)));
         return;
       }
       case R.SMMU_EVENTQ_PROD.offset:
         // §6.3.95: RW only while the event queue is disabled.
         if (this.enabledOrAck(CR0.EVENTQEN)) return;
-        this.evt.prod = v & IDX_FIELD;
+        // §6.3.95: WR bits [19:QS+1] are RAZ.
+        this.evt.prod = v & ring.ptrMask(Math.min(this.evtQs(), f.eventqs));
         this.evt.ovflg = getBits([v], EVP.OVFLG.lsb, 1);
         this.evt.prodUnknown = false;
         return;
@@ -744,14 +760,14 @@ export class ReferenceSmmu {
     const disabled = e.en === 0 && e.enack === 0;
     if (off === baseOff || off === baseOff + 4) {
       if (!disabled) return; // §6.3.107, guarded-register-write
-      const before = e.qs(MAX_QS);
+      const before = e.qs(this.f.cmdqs);
       if (off === baseOff) e.baseLo = (v & mask32lo(REG.SMMU_ECMDQ_BASE)) >>> 0;
       else e.baseHi = (v & mask32hi(REG.SMMU_ECMDQ_BASE)) >>> 0;
-      if (e.qs(MAX_QS) > before) e.consUnknown = true;
+      ({ index: e.cons, unknown: e.consUnknown, known: e.knownBits } = resized(e.cons, e.consUnknown, e.knownBits, before, e.qs(this.f.cmdqs)));
     } else if (off === consOff) {
       // §6.3.109: RW only while disabled; RD and ERR take the written value (fidelity).
       if (!disabled) return;
-      e.cons = v & IDX_FIELD;
+      e.cons = v & ring.ptrMask(e.qs(this.f.cmdqs)); // RD bits [19:QS+1] RAZ
       e.errBit = getBits([v], EC.ERR.lsb, 1);
       e.consUnknown = false;
     } else if (off === prodOff) {
@@ -1054,7 +1070,8 @@ export class ReferenceSmmu {
     const epm = ring.ptrMask(eqs);
     // §6.3.95: WR bits [19:QS+1] are RAZ (UNKNOWN after LOG2SIZE grew).
     const evRaz = IDX_FIELD & ~epm;
-    add(R.SMMU_EVENTQ_PROD.offset, 'SMMU_EVENTQ_PROD', ((ev.ovflg << EVP.OVFLG.lsb) | (ev.prod & epm)) >>> 0, ~evRaz, 'event-mismatch', '§6.3.95, §7.4');
+    const evUnknown = ev.prodUnknown ? IDX_FIELD & ~ev.knownBits : 0;
+    add(R.SMMU_EVENTQ_PROD.offset, 'SMMU_EVENTQ_PROD', ((ev.ovflg << EVP.OVFLG.lsb) | (ev.prod & epm)) >>> 0, ~evRaz & ~evUnknown, 'event-mismatch', '§6.3.95, §7.4');
     if (!ev.prodUnknown) add(R.SMMU_EVENTQ_PROD.offset, 'SMMU_EVENTQ_PROD WR bits above the wrap bit (RAZ)', 0, evRaz, 'register-mismatch', '§6.3.95', 'index-raz');
     add(R.SMMU_EVENTQ_CONS.offset, 'SMMU_EVENTQ_CONS', ((ev.ovack << EVC.OVACKFLG.lsb) | ev.cons) >>> 0, 0xffff_ffff, 'register-mismatch', '§6.3.96');
     for (const [off, v] of this.cfg) add(off, nameAt(this.f, off), v);
@@ -1096,7 +1113,8 @@ export class ReferenceSmmu {
       ? ((q.enack << EC.ENACK.lsb) | (q.err << EC.ERR_REASON.lsb) | (q.errBit << EC.ERR.lsb) | (q.cons & pm)) >>> 0
       : ((q.err << CC.ERR.lsb) | (q.cons & pm)) >>> 0;
     const consName = e ? `SMMU_ECMDQ_CONS${sfx}` : 'SMMU_CMDQ_CONS';
-    add(consOff, consName, cons, ~raz, 'register-mismatch', e ? '§6.3.109, §3.5.6.3' : '§6.3.28, §7.1');
+    const unknown = q.consUnknown ? IDX_FIELD & ~q.knownBits : 0;
+    add(consOff, consName, cons, ~raz & ~unknown, 'register-mismatch', e ? '§6.3.109, §3.5.6.3' : '§6.3.28, §7.1');
     if (!q.consUnknown) add(consOff, `${consName} RD bits above the wrap bit (RAZ)`, 0, raz, 'register-mismatch', e ? '§6.3.109' : '§6.3.28', 'index-raz');
   }
 

@@ -556,7 +556,7 @@ class Run {
     const smmuEn = (model.cr0 & (1 << R.SMMU_CR0.f.SMMUEN.lsb)) !== 0;
     const gbpaAbort = getBits([sys.readReg(R.SMMU_GBPA.offset)], R.SMMU_GBPA.f.ABORT.lsb, 1) === 1;
     const v = caches.dma({ sid: s.sid, iova: s.iova, write: s.write }, got, { smmuEn, gbpaAbort, ...(strtabMoved !== undefined ? { strtabMoved } : {}) });
-    if (!v.ok) model.violateTranslation(`DMA ${s.write ? 'write' : 'read'} StreamID ${s.sid} IOVA ${hx(s.iova)}: ${v.message}`, 'dma-result');
+    if (!v.ok) model.violateTranslation(`DMA ${s.write ? 'write' : 'read'} StreamID ${s.sid} IOVA ${hex(s.iova)}: ${v.message}`, 'dma-result');
     if (got.event !== undefined && model.violations.length === 0) {
       // The device detected a fault and recorded it: the queue rules say where the record lands.
       const slot = model.recordEvent(v.fault !== undefined ? [...ReferenceCaches.faultRecord(v.fault)] : new Array<number>(EVENT_WORDS).fill(0));
@@ -577,13 +577,13 @@ class Run {
     if (e !== undefined && model.violations.length === 0) {
       const bad: string[] = [];
       if (e.status !== undefined && e.status !== got.status) bad.push(`status ${got.status}, expected ${e.status}`);
-      if (e.pa !== undefined && e.pa !== got.pa) bad.push(`pa ${got.pa === undefined ? 'none' : hx(got.pa)}, expected ${hx(e.pa)}`);
+      if (e.pa !== undefined && e.pa !== got.pa) bad.push(`pa ${got.pa === undefined ? 'none' : hex(got.pa)}, expected ${hex(e.pa)}`);
       if (e.tlb !== undefined && (e.tlb === 'hit') !== got.tlbHit) bad.push(`TLB ${got.tlbHit ? 'hit' : 'miss'}, expected ${e.tlb}`);
       if (e.event !== undefined) {
         const name = got.event === undefined ? 'none' : decodeEvent([got.event, 0, 0, 0, 0, 0, 0, 0]).name;
         if (name !== e.event) bad.push(`event ${name}, expected ${e.event}`);
       }
-      if (bad.length > 0) this.fail('expect-mismatch', `dma StreamID ${s.sid} IOVA ${hx(s.iova)}: ${bad.join('; ')}`);
+      if (bad.length > 0) this.fail('expect-mismatch', `dma StreamID ${s.sid} IOVA ${hex(s.iova)}: ${bad.join('; ')}`);
     }
     if (model.violations.length === 0 && this.sc.expect.oracle) await this.checkRegisters();
     for (const x of model.violations) this.emit({ type: 'violation', violation: x });
@@ -893,11 +893,11 @@ export function stepText(s: Step): string {
     case 'settle':
       return `settle${note}`;
     case 'dma':
-      return `dma ${s.write ? 'write' : 'read'} sid=${hx(s.sid)} iova=${hx(s.iova)}${note}`;
+      return `dma ${s.write ? 'write' : 'read'} sid=${hx(s.sid)} iova=${hex(s.iova)}${note}`;
     case 'map':
-      return `map sid=${hx(s.sid)} ${hx(s.iova)} -> ${hx(s.pa)}${note}`;
+      return `map sid=${hx(s.sid)} ${hex(s.iova)} -> ${hex(s.pa)}${note}`;
     case 'unmap':
-      return `unmap sid=${hx(s.sid)} ${hx(s.iova)}${note}`;
+      return `unmap sid=${hx(s.sid)} ${hex(s.iova)}${note}`;
     case 'ste':
       return `ste sid=${hx(s.sid)}${s.config !== undefined ? ` config=${s.config}` : ''}${s.vmid !== undefined ? ` vmid=${hx(s.vmid)}` : ''}${note}`;
     case 'cd':
@@ -906,8 +906,8 @@ export function stepText(s: Step): string {
 }
 
 function dmaText(s: Extract<Step, { kind: 'dma' }>, r: DmaOutcome): string {
-  const what = r.status === 'ok' ? `ok pa=${hx(r.pa ?? 0)}${r.tlbHit ? ' tlb=hit' : ' tlb=miss'}${r.bypass ? ' bypass' : ''}` : `${r.status}${r.event !== undefined ? ` event=${decodeEvent([r.event, 0, 0, 0, 0, 0, 0, 0]).name}` : ''}`;
-  return `DMA ${s.write ? 'W' : 'R'} sid=${hx(s.sid)} ${hx(s.iova)} -> ${what}`;
+  const what = r.status === 'ok' ? `ok pa=${hex(r.pa ?? 0)}${r.tlbHit ? ' tlb=hit' : ' tlb=miss'}${r.bypass ? ' bypass' : ''}` : `${r.status}${r.event !== undefined ? ` event=${decodeEvent([r.event, 0, 0, 0, 0, 0, 0, 0]).name}` : ''}`;
+  return `DMA ${s.write ? 'W' : 'R'} sid=${hx(s.sid)} ${hex(s.iova)} -> ${what}`;
 }
 
 function actionText(a: Action, model: ReferenceSmmu): string {

@@ -21,8 +21,8 @@
 
 import { getBits } from '../spec/bits.ts';
 import { commandField, commandSpec, OP, CFGI_ALL_RANGE, type CommandField } from '../spec/commands.ts';
-import { EVENT_CLASS, encodeEvent, decodeEvent } from '../spec/events.ts';
-import type { SmmuFeatures } from '../spec/features.ts';
+import { EVENT_CLASS, EVT, encodeEvent, decodeEvent } from '../spec/events.ts';
+import { OAS_BITS, type SmmuFeatures } from '../spec/features.ts';
 import type { StreamKind, StreamTruth, World } from './world.ts';
 
 const PAGE_BITS = 12;
@@ -105,7 +105,7 @@ export interface DmaOutcome {
 
 /** The fault record a DMA must produce: the fields the oracle checks (§7.3.13). */
 export interface ExpectedFault {
-  readonly name: 'F_TRANSLATION';
+  readonly name: 'F_TRANSLATION' | 'F_ADDR_SIZE';
   readonly fields: Readonly<Record<string, number>>;
 }
 
@@ -151,7 +151,31 @@ export class ReferenceCaches {
   judged = 0;
   unjudged = 0;
 
-  constructor(readonly world: World, readonly f: SmmuFeatures) {}
+  /** Output (and, AArch64 only, input to stage 2) address size in bits (§3.4, fidelity: IAS = OAS). */
+  private readonly oas: number;
+
+  constructor(readonly world: World, readonly f: SmmuFeatures) {
+    this.oas = OAS_BITS[f.oas] ?? 48;
+  }
+
+  /** A fault's record: the fields the oracle checks (§7.3.13, §7.3.14; IPA only for stage 2). */
+  private fault(name: ExpectedFault['name'], q: DmaQuery, s2: boolean): ExpectedFault {
+    const offset = q.iova % PAGE;
+    return {
+      name,
+      fields: { StreamID: q.sid, SSV: 0, S2: s2 ? 1 : 0, CLASS: EVENT_CLASS.IN, RnW: q.write ? 0 : 1, InD: 0, PnU: 0, Stall: 0, InputAddr: q.iova, ...(s2 ? { IPA: q.iova - offset } : {}) },
+    };
+  }
+
+  private faultBranch(name: ExpectedFault['name'], q: DmaQuery, s2: boolean, record: boolean, ste: SteSnap, cd: CdSnap | undefined, why: string): Branch {
+    return {
+      outcome: { status: 'abort', tlbHit: false, bypass: false, ...(record ? { event: EVT[name] } : {}) },
+      ...(record ? { fault: this.fault(name, q, s2) } : {}),
+      ste,
+      ...(cd !== undefined ? { cd } : {}),
+      why,
+    };
+  }
 
   /** The VMID a stream's translations are tagged with (§5.2 S2VMID: none without stage 2). */
   private vmidTag(s: SteSnap): number {
@@ -391,15 +415,26 @@ export class ReferenceCaches {
           out.push({ outcome: { status: 'abort', tlbHit: false, bypass: false }, ste, why: `${steWhy} aborts` });
           continue;
         case 'bypass':
-          out.push({ outcome: { status: 'ok', pa: q.iova, tlbHit: false, bypass: true }, ste, why: `${steWhy} bypasses` });
+          // §3.4: an input address beyond the OAS is a stage 1 Address Size fault, always recorded.
+          if (q.iova >= 2 ** this.oas) out.push(this.faultBranch('F_ADDR_SIZE', q, false, true, ste, undefined, `${steWhy} bypasses, and the address is beyond the ${this.oas}-bit OAS`));
+          else out.push({ outcome: { status: 'ok', pa: q.iova, tlbHit: false, bypass: true }, ste, why: `${steWhy} bypasses` });
           continue;
         case 's2':
-          out.push(...this.lookup(q, t, ste, undefined, { stage: 2, vmid: ste.vmid, asid: 0, page: Math.floor(q.iova / PAGE) }, steWhy));
+          // §3.4: with stage 1 bypassed the input is checked against the IAS (stage 1 Address
+          // Size fault), then against the stage 2 input range (stage 2 Translation fault).
+          if (q.iova >= 2 ** this.oas) out.push(this.faultBranch('F_ADDR_SIZE', q, false, true, ste, undefined, `${steWhy}: the address is beyond the ${this.oas}-bit IAS`));
+          else if (q.iova >= 2 ** t.ia) out.push(this.faultBranch('F_TRANSLATION', q, true, ste.record, ste, undefined, `${steWhy}: the address is beyond the ${t.ia}-bit stage 2 input range`));
+          else out.push(...this.lookup(q, t, ste, undefined, { stage: 2, vmid: ste.vmid, asid: 0, page: Math.floor(q.iova / PAGE) }, steWhy));
           continue;
         case 's1':
           for (const cachedCd of this.cd.get(q.sid) ?? [null]) {
             const cd = cachedCd ?? this.cdNow(t);
             const why = `${steWhy}, ${cachedCd === null ? 'the CD fetched from memory' : 'the cached CD'} (ASID ${cd.asid})`;
+            if (q.iova >= 2 ** t.ia) {
+              // §3.4.1: outside the TTB0 range (T0SZ) and TTB1 walks disabled: a Translation fault.
+              out.push(this.faultBranch('F_TRANSLATION', q, false, cd.record, ste, cd, `${why}: the address is outside the ${t.ia}-bit TTB0 range`));
+              continue;
+            }
             out.push(...this.lookup(q, t, ste, cd, { stage: 1, vmid: this.vmidTag(ste), asid: cd.asid, page: Math.floor(q.iova / PAGE) }, why));
           }
       }
@@ -425,18 +460,7 @@ export class ReferenceCaches {
       }
       // §7.3.13: no valid descriptor; the fault is recorded when CD.R (stage 1) or STE.S2R (stage 2).
       const s2 = tag.stage === 2;
-      const record = s2 ? ste.record : cd!.record;
-      const fault: ExpectedFault = {
-        name: 'F_TRANSLATION',
-        fields: { StreamID: q.sid, SSV: 0, S2: s2 ? 1 : 0, CLASS: EVENT_CLASS.IN, RnW: q.write ? 0 : 1, InD: 0, PnU: 0, Stall: 0, InputAddr: q.iova, ...(s2 ? { IPA: q.iova - offset } : {}) },
-      };
-      out.push({
-        outcome: { status: 'abort', tlbHit: false, bypass: false, ...(record ? { event: 0x10 } : {}) },
-        ...(record ? { fault } : {}),
-        ste,
-        ...(cd !== undefined ? { cd } : {}),
-        why: `${why}, a walk that finds no valid descriptor`,
-      });
+      out.push(this.faultBranch('F_TRANSLATION', q, s2, s2 ? ste.record : cd!.record, ste, cd, `${why}, a walk that finds no valid descriptor`));
     }
     return out;
   }
@@ -453,7 +477,8 @@ export class ReferenceCaches {
     }
     this.judged++;
     if (!smmu.smmuEn) {
-      const want: DmaOutcome = smmu.gbpaAbort ? { status: 'abort', tlbHit: false, bypass: false } : { status: 'ok', pa: q.iova, tlbHit: false, bypass: true };
+      // §3.4: bypass by GBPA still aborts an address beyond the OAS, recording nothing.
+      const want: DmaOutcome = smmu.gbpaAbort || q.iova >= 2 ** this.oas ? { status: 'abort', tlbHit: false, bypass: false } : { status: 'ok', pa: q.iova, tlbHit: false, bypass: true };
       return sameOutcome(want, got) ? { ok: true, judged: true } : { ok: false, judged: true, message: `SMMUEN == 0: expected ${outcomeText(want)} by GBPA, the device answered ${outcomeText(got)}` };
     }
     const all = this.branches(q);

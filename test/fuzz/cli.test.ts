@@ -108,7 +108,7 @@ describe('smmu-sim replay', () => {
       return f;
     };
     const kind = bad('kind.json', { format: 'smmu-sim-scenario/1', steps: [{ kind: 'bogus' }] });
-    expect(await replay(kind)).toEqual({ code: 2, out: '', err: `smmu-sim replay: ${kind}: steps[0]: unknown step kind 'bogus' (kinds: write, commands, doorbell, wait, inject, recover, poke, settle)\n` });
+    expect(await replay(kind)).toEqual({ code: 2, out: '', err: `smmu-sim replay: ${kind}: steps[0]: unknown step kind 'bogus' (kinds: write, commands, doorbell, wait, inject, recover, poke, settle, dma, map, unmap, ste, cd)\n` });
     const hex = bad('hex.json', { format: 'smmu-sim-scenario/1', steps: [{ kind: 'commands', queue: 'cmdq', cmds: ['0x46'] }] });
     expect((await replay(hex)).err).toBe(`smmu-sim replay: ${hex}: steps[0].cmds[0]: bad hex command: '0x46': invalid hex character 'x' at position 1 (memory-order hex has no 0x prefix; use 0xDWORD0:0xDWORD1 for words)\n`);
     const key = bad('key.json', { format: 'smmu-sim-scenario/1', steps: [{ kind: 'doorbell' }] });

@@ -74,9 +74,9 @@ describe('scenario files: parsing', () => {
     expect(problem({ format: F })).toBe("missing key 'steps'");
     expect(problem({ format: F, steps: [], extra: 1 })).toBe("unknown key 'extra' (allowed: format, name, description, config, steps, expect, known_failure, found)");
     expect(problem({ format: F, steps: [{ kind: 'wirte', reg: 'SMMU_CR0', value: 0 }] })).toBe(
-      "steps[0]: unknown step kind 'wirte' (kinds: write, commands, doorbell, wait, inject, recover, poke, settle)",
+      "steps[0]: unknown step kind 'wirte' (kinds: write, commands, doorbell, wait, inject, recover, poke, settle, dma, map, unmap, ste, cd)",
     );
-    expect(problem({ format: F, steps: [{ reg: 'SMMU_CR0' }] })).toBe("steps[0]: missing key 'kind' (kinds: write, commands, doorbell, wait, inject, recover, poke, settle)");
+    expect(problem({ format: F, steps: [{ reg: 'SMMU_CR0' }] })).toBe("steps[0]: missing key 'kind' (kinds: write, commands, doorbell, wait, inject, recover, poke, settle, dma, map, unmap, ste, cd)");
     expect(problem({ format: F, steps: [{ kind: 'commands', queue: 'cmdq', cmds: ['46zz0000000000000000000000000000'] }] })).toBe(
       "steps[0].cmds[0]: bad hex command: '46zz0000000000000000000000000000': invalid hex character 'z' at position 2",
     );
