@@ -17,8 +17,9 @@
  *   - B's DMA still hits the TLB at the same output address (§3.2: nothing A may issue can
  *     invalidate another VMID's entries);
  *   - the host's own CMD_SYNC still completes without error (§4.7.3).
- * A failing case is shrunk (fast-check) and saved as a JSON file holding the path, the seed and
- * the command list; `smmu-sim replay` does not run these files.
+ * A failing case is shrunk (fast-check) and saved as a JSON file of format `smmu-sim-vm-fuzz/1`
+ * holding the path, the topology, the command list and the violation (vmFailureFile);
+ * `smmu-sim replay` reruns it (vm-scenario.ts).
  */
 
 import fc from 'fast-check';
@@ -29,6 +30,7 @@ import { VCMDQ_ERR, VCMDQ_ERR_NAMES } from '../spec/cmdqv.ts';
 import { commandSpec } from '../spec/commands.ts';
 import { getBits } from '../spec/bits.ts';
 import { System, type TraceEntry } from '../system/system.ts';
+import * as ring from '../ring/index.ts';
 import type { Vm, VmPath } from '../system/vms.ts';
 import type { CampaignOptions, CampaignSummary, FailedCase } from './campaign.ts';
 import { edgeCommand, genContext, mutatedCommand, rawCommand, res0Command, tlbiRangeCommand, validCommand, wordsHex, type GenContext } from './generators.ts';
@@ -61,6 +63,33 @@ const CFGI_ALL_RANGE = 31;
 
 export type VmViolationRule = 'worker-failure' | 'hang' | 'guest-issue' | 'guest-error' | 'foreign-vmid' | 'foreign-streamid' | 'bystander-tlb' | 'host-sync';
 
+/** Every rule VmHarness.run checks, in the order docs/scenarios.md lists them. */
+export const VM_VIOLATION_RULES: readonly VmViolationRule[] = Object.freeze([
+  'worker-failure', 'hang', 'guest-issue', 'guest-error', 'foreign-vmid', 'foreign-streamid', 'bystander-tlb', 'host-sync',
+]);
+
+/** The harness's one topology, as a saved file's `vms` key describes it (a fresh copy per call). */
+export function vmTopology(): { A: { devices: { vsid: number; psid: number }[] }; B: { devices: { vsid: number; psid: number }[]; mapped: { iova: number; bytes: number; asid: number } } } {
+  return {
+    A: { devices: [{ vsid: VSID, psid: A_PSID }] },
+    B: { devices: B_PSIDS.map((psid, i) => ({ vsid: VSID + i, psid })), mapped: { iova: IOVA, bytes: PAGE, asid: ASID } },
+  };
+}
+
+/** One command error the guest saw (its driver recovered it, §7.1). */
+export interface VmGuestError {
+  /**
+   * The command's position in the list run() was given (the list's length: the CMD_SYNC the
+   * issue appends). Only with run(…, { positions: true }), which reads the guest queue's PROD first.
+   */
+  readonly index?: number;
+  /** The guest queue pointer (index and wrap) the error stopped at: its CONS.RD (§7.1). */
+  readonly ptr: number;
+  /** CONS.ERR: a CERROR code (§7.1), or on a VCMDQ its VCMDQ_CONS.ERR code. */
+  readonly code: number;
+  readonly name: string;
+}
+
 export interface VmViolation {
   readonly rule: VmViolationRule;
   readonly message: string;
@@ -77,6 +106,18 @@ export interface VmRunResult {
   /** Physical commands A caused (CMD_SYNCs included). */
   readonly physical: number;
   readonly fatal: boolean;
+  /** The command errors the guest saw, in the order its driver recovered them. */
+  readonly guestErrors: readonly VmGuestError[];
+  /**
+   * Every command the SMMU read during A's issue (the System's trace: physical queue, pointer,
+   * words, outcome), in the order it read them; empty when a worker failed.
+   */
+  readonly trace: readonly TraceEntry[];
+}
+
+export interface VmRunOptions {
+  /** Give each guest error its position in the list (VmGuestError.index): one more driver call per run. */
+  readonly positions?: boolean;
 }
 
 export interface VmHarnessOptions {
@@ -179,9 +220,32 @@ export class VmHarness {
     return { sys, a, b };
   }
 
-  async run(cmds: readonly (readonly number[])[]): Promise<VmRunResult> {
+  /** Once the system is up: the features A's guest driver sees (its vSMMU's) and both VMs' VMIDs. */
+  async guestInfo(): Promise<{ features: Vm['features']; vmids: { A: number; B: number } }> {
+    const { a, b } = await this.ready();
+    return { features: a.features, vmids: { A: a.vmid, B: b.vmid } };
+  }
+
+  /**
+   * Where A's next command goes: its driver's PROD (index and wrap) and log2 of its queue, on the
+   * queue run() issues to: the trapped or forwarded SMMU command queue, or on 'vcmdq' the guest
+   * CPU's LVCMDQ (LVCMDQ 0, issueOnVcmdq's default).
+   */
+  private async guestQueue(a: Vm, limit: number): Promise<{ prod: number; log2: number }> {
+    const st = (await withTimeout(a.driver.state(), limit, "the guest driver's state")) as unknown as {
+      cmdq: { prod: number; log2: number };
+      cmdqv?: { lvcmdqs: readonly { prod: number; log2: number }[] };
+    };
+    const q = this.path === 'vcmdq' ? st.cmdqv?.lvcmdqs[0] : st.cmdq;
+    if (q === undefined) throw new Error("the guest's LVCMDQ 0 is not set up");
+    return { prod: q.prod, log2: q.log2 };
+  }
+
+  async run(cmds: readonly (readonly number[])[], opts: VmRunOptions = {}): Promise<VmRunResult> {
     const violations: VmViolation[] = [];
     const errors = new Map<string, number>();
+    const guestErrors: VmGuestError[] = [];
+    let trace: TraceEntry[] = [];
     let physical = 0;
     let fatal = false;
     const v = (rule: VmViolationRule, message: string, section: string) => violations.push({ rule, message, section });
@@ -192,6 +256,7 @@ export class VmHarness {
       // B's entry is cached before A starts (the first access fills the TLB).
       const before = await withTimeout(sys.dma({ sid: B_PSIDS[0], iova: IOVA, read: true }), limit, 'B\'s DMA');
       if (before.status !== 'ok') throw new Error(`the bystander's translation did not set up: ${JSON.stringify(before)}`);
+      const start = opts.positions === true ? await this.guestQueue(a, limit) : undefined;
       let r;
       try {
         r = await withTimeout(this.path === 'vcmdq' ? a.issueOnVcmdq(cmds) : a.driver.issue(cmds), limit, "the guest's issue()");
@@ -201,14 +266,21 @@ export class VmHarness {
       }
       if (r !== undefined) {
         for (const e of r.errors) {
+          // The issue's entries are contiguous from PROD (the commands, then its CMD_SYNC, §3.5.1):
+          // the distance from PROD modulo the pointer range (index and wrap) is the list position.
+          const index = start === undefined ? undefined : ring.used(e.index, start.prod, start.log2);
+          guestErrors.push({ ...(index !== undefined ? { index } : {}), ptr: e.index, code: e.code, name: e.name });
           errors.set(e.name, (errors.get(e.name) ?? 0) + 1);
-          if (!REFUSALS[this.path].includes(e.name)) v('guest-error', `the guest saw ${e.name} (code ${e.code}) at index ${e.index}; only ${REFUSALS[this.path].join(' or ')} expected`, '§4.1.6');
+          if (!REFUSALS[this.path].includes(e.name)) {
+            v('guest-error', `the guest saw ${e.name} (code ${e.code}) at queue pointer 0x${e.index.toString(16)}${index !== undefined ? ` (command ${index})` : ''}; only ${REFUSALS[this.path].join(' or ')} expected`, '§4.1.6');
+          }
         }
         if (r.errors.length > cmds.length) v('guest-error', `${r.errors.length} command errors for ${cmds.length} commands`, '§7.1');
       }
       if (sys.error === undefined) {
         const entries: TraceEntry[] = sys.trace().entries.slice(from);
         physical = entries.length;
+        trace = entries;
         for (const e of entries) {
           // A refused command has no effect (§4.1.6): only what the SMMU executed can reach B.
           if (e.outcome !== 'consumed') continue;
@@ -233,7 +305,7 @@ export class VmHarness {
     }
     if (violations.some((x) => x.rule === 'hang' || x.rule === 'worker-failure' || x.rule === 'bystander-tlb')) fatal = true;
     if (fatal) await this.close();
-    return { ok: violations.length === 0, violations, commands: cmds.length, errors, physical, fatal };
+    return { ok: violations.length === 0, violations, commands: cmds.length, errors, physical, fatal, guestErrors, trace };
   }
 
   async close(): Promise<void> {
@@ -249,16 +321,51 @@ class VmFailure extends Error {
   }
 }
 
-/** A campaign on a virtualization path: runs, shrinking, saved failures, a summary like the others. */
-export async function runVmCampaign(opts: CampaignOptions, path: FuzzPath): Promise<CampaignSummary> {
+/** The format of a saved VM-path failure (vm-scenario.ts reads it). */
+export const VM_SCENARIO_FORMAT = 'smmu-sim-vm-fuzz/1';
+
+/** What a saved VM-path failure records besides its command list. */
+export interface VmFailureFound {
+  readonly seed: number;
+  readonly rule: string;
+  readonly section: string;
+  readonly message: string;
+  readonly shrinks: number;
+  readonly reproduces: boolean;
+}
+
+/**
+ * The JSON a campaign saves for one shrunk failure: format `smmu-sim-vm-fuzz/1`, the path, the
+ * harness's topology, the command list in memory-order hex (wordsHex) and the violation in
+ * `found`. parseVmScenario reads it back; `smmu-sim replay` reruns it.
+ */
+export function vmFailureFile(path: VmPath, cmds: readonly (readonly number[])[], found: VmFailureFound): Record<string, unknown> {
+  return {
+    format: VM_SCENARIO_FORMAT,
+    name: `fuzz ${path}: ${found.rule}`,
+    description: found.message !== '' ? found.message : 'the property failed',
+    path,
+    vms: vmTopology(),
+    commands: cmds.map((w) => wordsHex(w)),
+    found: { by: 'smmu-sim fuzz', path, seed: found.seed, rule: found.rule, section: found.section, message: found.message, shrinks: found.shrinks, reproduces: found.reproduces },
+  };
+}
+
+/**
+ * A campaign on a virtualization path: runs, shrinking, saved failures, a summary like the others.
+ * `given` (default: a new VmHarness on the path) lets a test run the campaign on a harness with
+ * checks of its own; the campaign closes it at the end.
+ */
+export async function runVmCampaign(opts: CampaignOptions, path: FuzzPath, given?: VmHarness): Promise<CampaignSummary> {
   const vmPath = vmPathOf(path.name);
   if (vmPath === undefined) throw new Error(`path '${path.name}' is not a virtualization path`);
+  const harness = given ?? new VmHarness(vmPath);
+  if (harness.path !== vmPath) throw new Error(`runVmCampaign: the harness runs path '${harness.path}', not '${vmPath}'`);
   const start = Date.now();
   const deadline = opts.timeMs !== undefined ? start + opts.timeMs : undefined;
   const total = opts.runs ?? (opts.timeMs === undefined ? 200 : undefined);
   const blockRuns = opts.blockRuns ?? 100;
   const maxShrink = opts.maxShrinkRuns ?? 100;
-  const harness = new VmHarness(vmPath);
   const errors = new Map<string, number>();
   const cov = new Map<string, Map<string, number>>();
   let runs = 0;
@@ -322,15 +429,7 @@ export async function runVmCampaign(opts: CampaignOptions, path: FuzzPath): Prom
         // Confirm on the same harness (a fresh System when the failure was fatal).
         const again = await harness.run(cmds);
         const reproduces = !again.ok && again.violations[0]!.rule === rule;
-        const scenario: Record<string, unknown> = {
-          format: 'smmu-sim-vm-fuzz/1',
-          name: `fuzz ${path.name}: ${rule}`,
-          description: v?.message ?? 'the property failed',
-          path: path.name,
-          vms: { A: { devices: [{ vsid: VSID, psid: A_PSID }] }, B: { devices: B_PSIDS.map((psid, i) => ({ vsid: VSID + i, psid })), mapped: { iova: IOVA, bytes: PAGE, asid: ASID } } },
-          commands: cmds.map((w) => wordsHex(w)),
-          found: { by: 'smmu-sim fuzz', path: path.name, seed, rule, section: v?.section ?? '', message: v?.message ?? '', shrinks: details.numShrinks, reproduces },
-        };
+        const scenario = vmFailureFile(vmPath, cmds, { seed, rule, section: v?.section ?? '', message: v?.message ?? '', shrinks: details.numShrinks, reproduces });
         let file: string | undefined;
         if (opts.outDir !== undefined) {
           mkdirSync(opts.outDir, { recursive: true });
