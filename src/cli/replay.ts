@@ -220,7 +220,7 @@ export async function replayMain(argv: string[], io: Io): Promise<number> {
     for (const v of r.violations) if (!shown.has(v) && !lines.some((l) => l === violationText(v))) lines.push(violationText(v));
     if (kf !== undefined) lines.push(`known failure: ${kf.rule}${kf.note !== undefined ? ` (${kf.note})` : ''}${r.ok ? ' -- but the scenario passes now: the model was fixed?' : ''}`);
     lines.push(r.ok
-      ? `PASS: ${r.commands} commands, ${r.registerWrites} register writes; ${!sc.expect.oracle ? 'the expectation holds (oracle off)' : sc.expect.commands !== undefined || sc.expect.registers !== undefined ? 'the oracle and the expectation hold' : 'the oracle holds'}`
+      ? `PASS: ${r.commands} commands, ${r.registerWrites} register writes${r.dma.judged + r.dma.unjudged > 0 ? `, ${r.dma.judged + r.dma.unjudged} DMA` : ''}; ${!sc.expect.oracle ? 'the expectation holds (oracle off)' : sc.expect.commands !== undefined || sc.expect.registers !== undefined ? 'the oracle and the expectation hold' : 'the oracle holds'}`
       : `FAIL: ${r.violations.length} violation${r.violations.length === 1 ? '' : 's'} (${r.commands} commands, ${r.registerWrites} register writes)`);
   }
   flush();

@@ -576,9 +576,11 @@ export class SmmuDevice implements CommandExecutor {
     q.publish();
     const cs = getBits(w, F_CS.lsb, F_CS.width);
     if (cs === CS_SIG_IRQ) {
-      // §4.7.3: MSIAddress bits above the OAS are treated as zero.
-      const addr = this.f.msi ? fieldGetNumber(w, F_MSIADDR) % this.oasSpan : 0;
-      if (addr !== 0) {
+      // §4.7.3: an MSI is written when the MSIAddress field is non-zero, to the address truncated
+      // to the OAS (§3.4.3): a field with only bits above the OAS set aims at address 0.
+      const field = this.f.msi ? fieldGetNumber(w, F_MSIADDR) : 0;
+      if (field !== 0) {
+        const addr = field % this.oasSpan;
         this.board.count('MSI_WRITES');
         if (!this.mem.storeNotify32(addr, getBits(w, F_MSIDATA.lsb, F_MSIDATA.width))) {
           // The sync is still complete; the lost MSI is a global error (§7.2, GERROR.MSI_CMDQ_ABT_ERR).

@@ -78,6 +78,8 @@ export interface CampaignSummary {
   readonly coverage: Coverage;
   readonly duration_ms: number;
   readonly systems_started: number;
+  /** DMA transactions of translation worlds the oracle judged, and those it could not (the world was overwritten). */
+  readonly dma: { readonly judged: number; readonly unjudged: number };
 }
 
 export interface Coverage {
@@ -110,6 +112,8 @@ class Stats {
   shrinkRuns = 0;
   commands = 0;
   registerWrites = 0;
+  dmaJudged = 0;
+  dmaUnjudged = 0;
   readonly errors = new Map<string, number>();
   readonly waived = new Map<string, number>();
   readonly cov = new Map<string, Map<string, number>>();
@@ -119,6 +123,8 @@ class Stats {
     this.runs++;
     this.commands += r.commands;
     this.registerWrites += r.registerWrites;
+    this.dmaJudged += r.dma.judged;
+    this.dmaUnjudged += r.dma.unjudged;
     for (const [k, n] of r.errors) this.errors.set(k, (this.errors.get(k) ?? 0) + n);
     for (const [k, n] of r.waived) this.waived.set(k, (this.waived.get(k) ?? 0) + n);
     for (const s of r.seen) {
@@ -253,6 +259,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignSummar
     coverage: stats.coverage(),
     duration_ms: Date.now() - start,
     systems_started: harness.systemsStarted,
+    dma: { judged: stats.dmaJudged, unjudged: stats.dmaUnjudged },
   };
 }
 
@@ -313,6 +320,7 @@ export function formatSummary(s: CampaignSummary): string {
   lines.push(`  runs            ${s.runs}${s.shrink_runs > 0 ? ` (+${s.shrink_runs} shrinking)` : ''} in ${(s.duration_ms / 1000).toFixed(1)} s, ${s.systems_started} systems`);
   lines.push(`  commands        ${s.commands}`);
   lines.push(`  register writes ${s.register_writes}`);
+  if (s.dma.judged + s.dma.unjudged > 0) lines.push(`  DMA             ${s.dma.judged} judged by the translation oracle${s.dma.unjudged > 0 ? `, ${s.dma.unjudged} not (world overwritten)` : ''}`);
   lines.push(`  failures        ${s.failures}`);
   for (const f of s.failed_cases) {
     lines.push(`    ${f.rule} (step ${f.step}${f.section !== undefined ? `, ${f.section}` : ''}): ${f.message}`);

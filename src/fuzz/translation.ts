@@ -391,8 +391,9 @@ export class ReferenceCaches {
       start = page;
       end = page + pages;
       const ttl = num('TTL');
-      // "Only required to invalidate entries inserted with a matching granule / from the level in TTL."
-      if (tg !== TG_4K || (ttl !== 0 && ttl !== TTL_LEVEL3) || scale > SCALE_MAX) hint = 'maybe';
+      // "Only required to invalidate entries inserted with a matching granule / from the level in
+      // TTL", and with TTL128 == 1 only entries of 128-bit descriptors (the world's are 64-bit).
+      if (tg !== TG_4K || (ttl !== 0 && (ttl !== TTL_LEVEL3 || num('TTL128') !== 0)) || scale > SCALE_MAX) hint = 'maybe';
     }
     return (p) => (p >= start && p < end ? (topUnsure ? 'maybe' : hint) : 'no');
   }

@@ -464,5 +464,6 @@ export async function runVmCampaign(opts: CampaignOptions, path: FuzzPath, given
     coverage: { opcode_outcome: oc, opcodes_seen: cov.size, opcodes_total: 256 + 1, pairs_seen: pairs, legality_rules: {} },
     duration_ms: Date.now() - start,
     systems_started: harness.systemsStarted,
+    dma: { judged: 0, unjudged: 0 },
   };
 }
