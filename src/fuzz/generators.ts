@@ -726,9 +726,29 @@ export function buildScenario(ctx: GenContext, plan: Plan, meta: Json = {}): Jso
       case 'evprod':
         steps.push({ kind: 'write', reg: 'SMMU_EVENTQ_PROD', value: hex(act.value) });
         break;
-      case 'world':
-        if (wb !== undefined) steps.push(...wb.steps(act.act));
+      case 'world': {
+        if (wb === undefined) break;
+        if (act.act.w !== 'stale') {
+          steps.push(...wb.steps(act.act));
+          break;
+        }
+        const probe = wb.stale(act.act);
+        if (probe === undefined) break;
+        // The invalidation goes through the CMDQ with a CMD_SYNC, as a driver's unmap would.
+        const q = qs[0]!;
+        if (!q.enabled) {
+          steps.push(enableWrite(q, true));
+          q.enabled = true;
+        }
+        steps.push(...probe.before);
+        const cmds = [probe.cmd, [OP.CMD_SYNC, 0, 0, 0]].slice(0, 1 << q.log2);
+        steps.push({ kind: 'commands', queue: q.name, cmds: cmds.map((c) => wordsHex(c)) });
+        q.cursor = ring.inc(q.cursor, cmds.length, q.log2);
+        steps.push({ kind: 'doorbell', queue: q.name });
+        steps.push({ kind: 'recover', queue: q.name });
+        steps.push(...probe.after);
         break;
+      }
     }
   }
   for (const q of qs) if (!q.enabled) steps.push(enableWrite(q, true));

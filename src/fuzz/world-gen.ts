@@ -46,7 +46,9 @@ export type WorldAct =
   | { readonly w: 'remap'; readonly s: number; readonly p: number }
   | { readonly w: 'unmap'; readonly s: number; readonly p: number }
   | { readonly w: 'cd'; readonly s: number; readonly asid: number }
-  | { readonly w: 'ste'; readonly s: number; readonly to: 'bypass' | 'abort' | 'back' | 'vmid'; readonly vmid: number };
+  | { readonly w: 'ste'; readonly s: number; readonly to: 'bypass' | 'abort' | 'back' | 'vmid'; readonly vmid: number }
+  /** Probe a page, remap it, invalidate with a command aimed at it (`pick` chooses which), probe again. */
+  | { readonly w: 'stale'; readonly s: number; readonly p: number; readonly pick: number };
 
 /** The kinds of stream these features can have. */
 function kinds(f: SmmuFeatures): StreamKind[] {
@@ -98,6 +100,7 @@ export function worldActArb(): fc.Arbitrary<WorldAct> {
     { arbitrary: fc.record({ w: fc.constant('unmap' as const), s, p }), weight: 1 },
     { arbitrary: fc.record({ w: fc.constant('cd' as const), s, asid: fc.constantFrom(...ASIDS) }), weight: 1 },
     { arbitrary: fc.record({ w: fc.constant('ste' as const), s, to: fc.constantFrom('bypass' as const, 'abort' as const, 'back' as const, 'vmid' as const), vmid: fc.constantFrom(...VMIDS) }), weight: 1 },
+    { arbitrary: fc.record({ w: fc.constant('stale' as const), s, p, pick: fc.nat({ max: 15 }) }), weight: 4 },
   );
 }
 
@@ -184,10 +187,53 @@ export class WorldBuilder {
     return pages[p % pages.length]!;
   }
 
+  /**
+   * A stale-translation probe: the steps before the invalidation (a DMA that caches the page, a
+   * remap behind the SMMU's back), the invalidation aimed at that page's tags, and the DMA after.
+   * Undefined for a stream without tables.
+   */
+  stale(a: Extract<WorldAct, { w: 'stale' }>): { before: Json[]; cmd: number[]; after: Json[] } | undefined {
+    const s = this.streams[a.s % this.streams.length]!;
+    if (s.stage === undefined) return undefined;
+    const iova = this.pageOf(s.stage, a.p);
+    this.nextPa += PAGE;
+    const dma = { kind: 'dma', sid: s.sid, iova: hex(iova) };
+    const enc = (c: Record<string, unknown>) => [...encodeCommandWords(c as Parameters<typeof encodeCommandWords>[0])];
+    const VMID = this.f.s2 ? s.vmid : 0;
+    const s1 = [
+      { name: 'CMD_TLBI_NH_VA', VMID, ASID: s.asid, Address: iova, Leaf: 1 },
+      { name: 'CMD_TLBI_NH_VAA', VMID, Address: iova },
+      { name: 'CMD_TLBI_NH_ASID', VMID, ASID: s.asid },
+      { name: 'CMD_TLBI_NH_ALL', VMID },
+      // A neighbour's page or another ASID: the stale entry must survive these.
+      { name: 'CMD_TLBI_NH_VA', VMID, ASID: s.asid, Address: iova + PAGE, Leaf: 1 },
+      { name: 'CMD_TLBI_NH_ASID', VMID, ASID: (s.asid + 1) & 0xff },
+      ...(this.f.ril ? [{ name: 'CMD_TLBI_NH_VA', VMID, ASID: s.asid, Address: iova - PAGE, Leaf: 1, TG: 1, NUM: 1, SCALE: 0, TTL: 3 }] : []),
+    ];
+    const s2 = [
+      { name: 'CMD_TLBI_S2_IPA', VMID: s.vmid, Address: iova, Leaf: 1 },
+      { name: 'CMD_TLBI_S2_IPA', VMID: s.vmid, Address: iova + PAGE, Leaf: 1 },
+      ...(this.f.ril ? [{ name: 'CMD_TLBI_S2_IPA', VMID: s.vmid, Address: iova - PAGE, Leaf: 1, TG: 1, NUM: 1, SCALE: 0, TTL: 3 }] : []),
+    ];
+    const common = [
+      ...(this.f.s2 ? [{ name: 'CMD_TLBI_S12_VMALL', VMID: s.vmid }, { name: 'CMD_TLBI_S12_VMALL', VMID: (s.vmid % 7) + 1 }] : []),
+      { name: 'CMD_TLBI_NSNH_ALL' },
+      { name: 'CMD_CFGI_STE', StreamID: s.sid, Leaf: 1 },
+    ];
+    const menu = [...(s.stage === 1 ? s1 : s2), ...common];
+    return {
+      before: [dma, { kind: 'map', sid: s.sid, iova: hex(iova), pa: hex(this.nextPa) }],
+      cmd: enc(menu[a.pick % menu.length]!),
+      after: [dma],
+    };
+  }
+
   /** The steps of one act, or none when it does not apply to the world as it is. */
   steps(a: WorldAct): Json[] {
     const s = this.streams[a.s % this.streams.length]!;
     switch (a.w) {
+      case 'stale':
+        return []; // buildScenario puts its command through a queue (WorldBuilder.stale)
       case 'dma': {
         const iova = s.stage === undefined ? S1_PAGES[a.p % S1_PAGES.length]! : this.pageOf(s.stage, a.p);
         return [{ kind: 'dma', sid: s.sid, iova: hex(iova + a.offset), ...(a.write ? { write: true } : {}) }];

@@ -27,6 +27,9 @@ describe('bounded fuzz of the native and ECMDQ paths (the VM paths: vm-paths.tes
       expect(Object.keys(s.errors_by_kind).filter((k) => k.startsWith('CERROR_ILL:')).length).toBeGreaterThan(3);
       expect(s.errors_by_kind['GERROR:CMDQ_ERR'] ?? 0).toBeGreaterThan(0);
       if (path === 'ecmdq') expect(s.errors_by_kind['GERROR:CMDQP_ERR'] ?? 0).toBeGreaterThan(0);
+      // Translation worlds: DMA answers judged against the reference caches, after invalidations.
+      expect(s.dma.judged).toBeGreaterThan(20);
+      expect((s.coverage.opcode_outcome.CMD_TLBI_NH_VA?.consumed ?? 0) + (s.coverage.opcode_outcome.CMD_CFGI_STE?.consumed ?? 0)).toBeGreaterThan(0);
     });
   }
 });
