@@ -114,7 +114,8 @@ interface Branch {
   readonly fault?: ExpectedFault;
   readonly ste?: SteSnap;
   readonly cd?: CdSnap;
-  readonly tlb?: { readonly tag: TlbTag; readonly snap: TlbSnap };
+  /** The TLB slot the lookup used and what it holds afterwards (null: nothing, after a fault). */
+  readonly tlb?: { readonly tag: TlbTag; readonly snap: TlbSnap | null };
   readonly why: string;
 }
 
@@ -167,8 +168,9 @@ export class ReferenceCaches {
     };
   }
 
-  private faultBranch(name: ExpectedFault['name'], q: DmaQuery, s2: boolean, record: boolean, ste: SteSnap, cd: CdSnap | undefined, why: string): Branch {
+  private faultBranch(name: ExpectedFault['name'], q: DmaQuery, s2: boolean, record: boolean, ste: SteSnap, cd: CdSnap | undefined, why: string, tag?: TlbTag): Branch {
     return {
+      ...(tag !== undefined ? { tlb: { tag, snap: null } } : {}),
       outcome: { status: 'abort', tlbHit: false, bypass: false, ...(record ? { event: EVT[name] } : {}) },
       ...(record ? { fault: this.fault(name, q, s2) } : {}),
       ste,
@@ -461,7 +463,8 @@ export class ReferenceCaches {
       }
       // §7.3.13: no valid descriptor; the fault is recorded when CD.R (stage 1) or STE.S2R (stage 2).
       const s2 = tag.stage === 2;
-      out.push(this.faultBranch('F_TRANSLATION', q, s2, s2 ? ste.record : cd!.record, ste, cd, `${why}, a walk that finds no valid descriptor`));
+      // A fault also shows the slot held nothing (faults are not cached).
+      out.push(this.faultBranch('F_TRANSLATION', q, s2, s2 ? ste.record : cd!.record, ste, cd, `${why}, a walk that finds no valid descriptor`, tag));
     }
     return out;
   }
@@ -500,7 +503,7 @@ export class ReferenceCaches {
       const k = tlbKey(b.tlb!.tag);
       const others = match.filter((x) => x.tlb === undefined || tlbKey(x.tlb.tag) !== k);
       const before = this.tlb.get(k)?.poss ?? [null];
-      const snaps = tagged.filter((x) => tlbKey(x.tlb!.tag) === k).map((x) => x.tlb!.snap);
+      const snaps: Poss<TlbSnap> = tagged.filter((x) => tlbKey(x.tlb!.tag) === k).map((x) => x.tlb!.snap);
       this.tlb.set(k, { tag: b.tlb!.tag, poss: union<TlbSnap>(others.length > 0 ? before : [], snaps) });
     }
     const fault = match.find((b) => b.fault !== undefined)?.fault;

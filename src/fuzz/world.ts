@@ -260,7 +260,8 @@ export class World {
     if (iova >= 2 ** t.ia) throw new Error(`map 0x${iova.toString(16)}: beyond the stream's ${t.ia}-bit input range`);
     const out: WorldStore[] = [];
     const d = this.leafAddress(sid, iova, out);
-    const w = t.kind === 's1' ? s1LeafWords(pa, WORLD_GRANULE_BITS, LEAF_LEVEL) : s2LeafWords(pa, WORLD_GRANULE_BITS, LEAF_LEVEL);
+    // The descriptor format follows the tables' stage, whatever the STE says now.
+    const w = t.stage === 1 ? s1LeafWords(pa, WORLD_GRANULE_BITS, LEAF_LEVEL) : s2LeafWords(pa, WORLD_GRANULE_BITS, LEAF_LEVEL);
     out.push(this.store(d, [w.lo, w.hi]));
     t.pages.set(iova / PAGE, pa);
     return out;
