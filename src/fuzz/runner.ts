@@ -24,7 +24,7 @@ import { COMMAND_BYTES } from '../spec/commands.ts';
 import { ecmdqCount, type SmmuFeatures } from '../spec/features.ts';
 import { SIM_EVENT_WORDS, SIM_REG } from '../spec/impdef.ts';
 import { getBits, lowMask } from '../spec/bits.ts';
-import { ecmdqRegisterOffset, REG, encode32, encode64 } from '../spec/registers.ts';
+import { ecmdqRegisterOffset, REG, STRTAB_FMT, encode32, encode64 } from '../spec/registers.ts';
 import { System, type TraceEntry } from '../system/system.ts';
 import { KNOWN_DEVIATIONS } from './known.ts';
 import { Observations, ReferenceSmmu, hexWords, type Action, type KnownDeviation, type Seen, type Violation } from './oracle.ts';
@@ -32,7 +32,6 @@ import { hex, worldStepStores, type QueueConfig, type RegRef, type Scenario, typ
 import { ReferenceCaches, type DmaOutcome } from './translation.ts';
 import { World } from './world.ts';
 import { decodeEvent, EVENT_WORDS } from '../spec/events.ts';
-import { STRTAB_FMT } from '../spec/registers.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Results
