@@ -560,12 +560,9 @@ class Run {
       // The device detected a fault and recorded it: the queue rules say where the record lands.
       const slot = model.recordEvent(v.fault !== undefined ? [...ReferenceCaches.faultRecord(v.fault)] : new Array<number>(EVENT_WORDS).fill(0));
       if (slot !== undefined) {
-        const deadline = Date.now() + CONVERGE_MS;
-        let rec = this.readWords(slot, EVENT_WORDS);
-        while (rec.every((x) => x === 0) && Date.now() < deadline) {
-          await sleep(1);
-          rec = this.readWords(slot, EVENT_WORDS);
-        }
+        // The device writes the record before it answers on the DMA port (whose sequence word
+        // is the synchronising store), so it is in memory now.
+        const rec = this.readWords(slot, EVENT_WORDS);
         const diffs = v.fault !== undefined ? ReferenceCaches.faultDiffs(v.fault, rec) : [];
         if (diffs.length > 0) model.violateTranslation(`the fault record at ${hx(slot)} (${decodeEvent(rec).name}): ${diffs.join('; ')}`, 'fault-record', '§7.3.13');
         // Fields the oracle does not predict (IPA of a stage 1 fault is UNKNOWN, IMPDEF) are the device's.

@@ -188,23 +188,25 @@ export interface Scenario {
 // Parsing helpers
 // ---------------------------------------------------------------------------------------------
 
-type Json = Record<string, unknown>;
+/** A JSON object, as the parsers of this file and vm-scenario.ts take them apart. */
+export type Json = Record<string, unknown>;
 
-function fail(where: string, what: string): never {
+export function fail(where: string, what: string): never {
   throw new ScenarioError(where === '' ? what : `${where}: ${what}`);
 }
 
-function isObject(v: unknown): v is Json {
+export function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function onlyKeys(o: Json, where: string, allowed: readonly string[]): void {
+export function onlyKeys(o: Json, where: string, allowed: readonly string[]): void {
   for (const k of Object.keys(o)) {
     if (!allowed.includes(k)) fail(where, `unknown key '${k}' (allowed: ${allowed.join(', ')})`);
   }
 }
 
-const NUM_RE = /^(0x[0-9a-f_]+|0b[01_]+|[0-9_]+)$/i;
+/** How scenario files write numbers: 0x…, 0b… or decimal, `_` between digits allowed. */
+export const NUM_RE = /^(0x[0-9a-f_]+|0b[01_]+|[0-9_]+)$/i;
 
 /** A non-negative integer from a number or a "0x…"/"0b…"/decimal string, as a bigint. */
 function bigOf(v: unknown, where: string): bigint {
@@ -237,7 +239,7 @@ function addrOf(v: unknown, where: string): number {
   return Number(b);
 }
 
-function strOf(v: unknown, where: string): string {
+export function strOf(v: unknown, where: string): string {
   if (typeof v !== 'string') fail(where, `expected a string, not ${JSON.stringify(v)}`);
   return v;
 }

@@ -20,7 +20,7 @@
  */
 
 import { getBits } from '../spec/bits.ts';
-import { commandField, commandSpec, OP, CFGI_ALL_RANGE, type CommandField } from '../spec/commands.ts';
+import { commandField, commandSpec, OP, CFGI_ALL_RANGE, type CommandSpec } from '../spec/commands.ts';
 import { EVENT_CLASS, EVT, encodeEvent, decodeEvent } from '../spec/events.ts';
 import { OAS_BITS, type SmmuFeatures } from '../spec/features.ts';
 import type { StreamKind, StreamTruth, World } from './world.ts';
@@ -77,6 +77,12 @@ function union<T>(a: Poss<T>, b: Poss<T>): Poss<T> {
   const out = [...a];
   for (const x of b) if (!out.some((y) => key(y) === key(x))) out.push(x);
   return out;
+}
+
+/** A command field's value by its spec name (its low 32 bits; 0 when the command has no such field). */
+function fieldNum(words: readonly number[], spec: CommandSpec, name: string): number {
+  const fl = commandField(spec, name);
+  return fl === undefined ? 0 : getBits(words, fl.lsb, Math.min(32, fl.width));
 }
 
 function tlbKey(t: TlbTag): string {
@@ -220,10 +226,7 @@ export class ReferenceCaches {
   command(words: readonly number[], outOfRange: readonly string[]): void {
     const op = words[0]! & 0xff;
     const spec = commandSpec(op);
-    const num = (name: string): number => {
-      const fl = commandField(spec, name);
-      return fl === undefined ? 0 : getBits(words, fl.lsb, Math.min(32, fl.width));
-    };
+    const num = (name: string): number => fieldNum(words, spec, name);
     const sidsOf = (pred: (sid: number) => boolean) => [...this.world.truth.keys()].filter(pred);
     const isCfgi = op === OP.CMD_CFGI_STE || op === OP.CMD_CFGI_STE_RANGE || op === OP.CMD_CFGI_CD || op === OP.CMD_CFGI_CD_ALL;
     if (outOfRange.length > 0) {
@@ -313,11 +316,7 @@ export class ReferenceCaches {
   /** TLB invalidation (§4.4): the entries in scope go; those the spec only may remove may go. */
   private tlbi(op: number, name: string, words: readonly number[]): void {
     const spec = commandSpec(op);
-    const fl = (n: string): CommandField | undefined => commandField(spec, n);
-    const num = (n: string): number => {
-      const x = fl(n);
-      return x === undefined ? 0 : getBits(words, x.lsb, Math.min(32, x.width));
-    };
+    const num = (n: string): number => fieldNum(words, spec, n);
     const f = this.f;
     // §4.4.2: without stage 2 the NH_* VMID is RES0; a non-zero value may invalidate for an
     // UNKNOWN VMID or not at all. Entries are then untagged (VMID 0).
@@ -369,12 +368,8 @@ export class ReferenceCaches {
    */
   private range(words: readonly number[], stage: 1 | 2): (page: number) => 'yes' | 'maybe' | 'no' {
     const spec = commandSpec(words[0]! & 0xff);
-    const fl = (n: string) => commandField(spec, n);
-    const num = (n: string) => {
-      const x = fl(n);
-      return x === undefined ? 0 : getBits(words, x.lsb, Math.min(32, x.width));
-    };
-    const a = fl('Address')!;
+    const num = (n: string) => fieldNum(words, spec, n);
+    const a = commandField(spec, 'Address')!;
     // Address[55:12], and for a VA the top byte [63:56].
     const page = getBits(words, a.lsb, 32) + getBits(words, a.lsb + 32, PAGE_NUMBER_BITS - 32) * 0x1_0000_0000;
     const top = getBits(words, a.lsb + PAGE_NUMBER_BITS, 8);

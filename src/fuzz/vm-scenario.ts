@@ -14,7 +14,7 @@
 import type { SmmuFeatures } from '../spec/features.ts';
 import type { TraceEntry } from '../system/system.ts';
 import type { VmPath } from '../system/vms.ts';
-import { parseCommand, ScenarioError } from './scenario.ts';
+import { fail, hex, isObject, NUM_RE, onlyKeys, parseCommand, ScenarioError, strOf, type Json } from './scenario.ts';
 import {
   VM_SCENARIO_FORMAT,
   VM_VIOLATION_RULES,
@@ -82,29 +82,6 @@ export interface VmScenario {
 // Parsing
 // ---------------------------------------------------------------------------------------------
 
-type Json = Record<string, unknown>;
-
-function fail(where: string, what: string): never {
-  throw new ScenarioError(where === '' ? what : `${where}: ${what}`);
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function onlyKeys(o: Json, where: string, allowed: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) fail(where, `unknown key '${k}' (allowed: ${allowed.join(', ')})`);
-  }
-}
-
-function strOf(v: unknown, where: string): string {
-  if (typeof v !== 'string') fail(where, `expected a string, not ${JSON.stringify(v)}`);
-  return v;
-}
-
-const NUM_RE = /^(0x[0-9a-f_]+|0b[01_]+|[0-9_]+)$/i;
-
 /** A non-negative safe integer from a number or a "0x…"/"0b…"/decimal string. */
 function numOf(v: unknown, where: string): number {
   if (typeof v === 'number') {
@@ -117,10 +94,6 @@ function numOf(v: unknown, where: string): number {
     return n;
   }
   return fail(where, `expected a number or a "0x…" string, not ${JSON.stringify(v)}`);
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16)}`;
 }
 
 /** The harness's topology in one sentence (for messages and replay's header). */

@@ -55,6 +55,11 @@ function kinds(f: SmmuFeatures): StreamKind[] {
   return [...(f.s1 ? ['s1' as const, 's1' as const] : []), ...(f.s2 ? ['s2' as const, 's2' as const] : []), 'bypass', 'abort'];
 }
 
+/** A command from encode-style fields (`smmu-sim encode`), as four words. */
+function enc(c: Record<string, unknown>): number[] {
+  return [...encodeCommandWords(c as Parameters<typeof encodeCommandWords>[0])];
+}
+
 /** Whether a world can be built on these features (it needs 4KB tables and a stage). */
 export function worldPossible(f: SmmuFeatures): boolean {
   return f.gran4k && (f.s1 || f.s2) && f.sidSize >= 6;
@@ -121,7 +126,6 @@ export function worldCommandArb(f: SmmuFeatures, plan: WorldPlan): fc.Arbitrary<
       { arbitrary: fc.record({ TG: fc.constantFrom(1, 1, 2), NUM: fc.nat({ max: 7 }), SCALE: fc.nat({ max: 3 }), TTL: fc.constantFrom(0, 3, 3, 2) }), weight: 2 },
     )
     : fc.constant({});
-  const enc = (c: Record<string, unknown>) => [...encodeCommandWords(c as Parameters<typeof encodeCommandWords>[0])];
   const s1 = f.s1
     ? [
       sid.map((StreamID) => enc({ name: 'CMD_CFGI_CD', StreamID, SubstreamID: 0, Leaf: 1 })),
@@ -198,7 +202,6 @@ export class WorldBuilder {
     const iova = this.pageOf(s.stage, a.p);
     this.nextPa += PAGE;
     const dma = { kind: 'dma', sid: s.sid, iova: hex(iova) };
-    const enc = (c: Record<string, unknown>) => [...encodeCommandWords(c as Parameters<typeof encodeCommandWords>[0])];
     const VMID = this.f.s2 ? s.vmid : 0;
     const s1 = [
       { name: 'CMD_TLBI_NH_VA', VMID, ASID: s.asid, Address: iova, Leaf: 1 },
